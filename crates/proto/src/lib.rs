@@ -1,0 +1,10 @@
+//! minikv-proto owns every type that crosses a wire or a disk, and the one codec (serde + postcard).
+//!
+//! Layers above depend on these types and never define wire or disk formats of their own, so a
+//! format change is one diff in one crate.
+
+pub mod codec;
+pub mod metapb;
+pub mod raftpb;
+
+pub use codec::{CodecError, decode, encode};
