@@ -17,6 +17,17 @@ pub fn cargo(args: &[&str]) -> Command {
     command
 }
 
+/// The madsim build's target directory, relative to the workspace root, so the plain and the
+/// simulated builds do not evict each other.
+pub const MADSIM_TARGET_DIR: &str = "target/madsim";
+
+/// Switches `command` to the simulated build: `--cfg madsim` and its own target directory.
+pub fn with_madsim(command: &mut Command) {
+    let rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    command.env("RUSTFLAGS", format!("{rustflags} --cfg madsim").trim());
+    command.env("CARGO_TARGET_DIR", MADSIM_TARGET_DIR);
+}
+
 /// Runs `command`, echoing it first; Ok(()) only on exit status 0.
 pub fn run_step(label: &str, command: &mut Command) -> Result<(), String> {
     eprintln!("xtask: [{label}] {}", describe(command));

@@ -12,7 +12,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
-  bench <target>       run a benchmark in release mode (targets: raft, engine, checker)
+  bench <target>       run a benchmark in release mode (targets: raft, engine, checker, sim-kv)
   check [args]         check a history file: cargo xtask check --model linearizable FILE [--html OUT] [--json]
 
 Scenario runs (sim, replay, sweep) arrive with the simulation harness (issue 6).";

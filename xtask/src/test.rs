@@ -1,24 +1,19 @@
 //! `cargo xtask test`: the README's test command. Lints and tests, in the plain build and again
 //! with `--cfg madsim` in its own target directory so the two builds do not evict each other.
 
-use crate::cmd::{cargo, run_step};
+use crate::cmd::{cargo, run_step, with_madsim};
 use std::process::ExitCode;
-
-/// The madsim build's target directory, relative to the workspace root.
-const MADSIM_TARGET_DIR: &str = "target/madsim";
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
     if let Some(arg) = args.first() {
         return Err(format!("`test` takes no arguments, got `{arg}`"));
     }
     run_step("fmt", &mut cargo(&["fmt", "--all", "--check"]))?;
-    for (build, target_dir) in [("plain", None), ("madsim", Some(MADSIM_TARGET_DIR))] {
+    for (build, simulated) in [("plain", false), ("madsim", true)] {
         let with_build = |args: &[&str]| {
             let mut command = cargo(args);
-            if let Some(dir) = target_dir {
-                let rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-                command.env("RUSTFLAGS", format!("{rustflags} --cfg madsim").trim());
-                command.env("CARGO_TARGET_DIR", dir);
+            if simulated {
+                with_madsim(&mut command);
             }
             command
         };

@@ -4,7 +4,11 @@
 //! format change is one diff in one crate.
 
 pub mod codec;
+pub mod errorpb;
+pub mod kvrpc;
 pub mod metapb;
+pub mod raft_cmdpb;
+pub mod raft_serverpb;
 pub mod raftpb;
 
 pub use codec::{CodecError, decode, encode};

@@ -169,7 +169,8 @@ pub struct Message {
     pub index: u64,
     pub entries: Vec<Entry>,
     pub commit: u64,
-    pub snapshot: Option<Snapshot>,
+    /// Boxed: a snapshot is rare and large, and every message is moved around by value.
+    pub snapshot: Option<Box<Snapshot>>,
     pub reject: bool,
     /// On a rejected Append: the follower's hint for where the leader should probe next.
     pub reject_hint: u64,
@@ -203,7 +204,7 @@ mod tests {
                 context: vec![9],
             }],
             commit: 9,
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 data: vec![7; 16],
                 metadata: SnapshotMetadata {
                     conf_state: ConfState {
@@ -214,7 +215,7 @@ mod tests {
                     index: 8,
                     term: 3,
                 },
-            }),
+            })),
             reject: false,
             reject_hint: 0,
             log_term_hint: 0,

@@ -1,0 +1,458 @@
+//! The raw client: routes each request to the leader of the region holding its key, retries
+//! region errors with backoff inside a per-request deadline, and reports a write whose outcome
+//! it cannot know as `Error::Unknown` instead of retrying it (a retried write could apply twice).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use madsim::net::Endpoint;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::kvrpc::{
+    KvContext, KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST,
+    TAG_KV_RESPONSE,
+};
+use minikv_proto::metapb::{Peer, Region, StoreId};
+use minikv_proto::raftpb::ConfChangeType;
+use minikv_proto::{decode, encode};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::region_cache::RegionCache;
+
+/// Tunables of a raw client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Where each store listens.
+    pub stores: BTreeMap<StoreId, SocketAddr>,
+    /// A request gives up after this long (reads fail, writes in doubt become `Unknown`).
+    pub request_timeout_ms: u64,
+    /// One attempt waits this long for its answer.
+    pub rpc_timeout_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Largest response accepted (bigger ones are a store error).
+    pub max_response_bytes: usize,
+    /// Most pairs one scan page asks a region for.
+    pub scan_page_limit: u64,
+}
+
+impl ClientConfig {
+    pub fn new(stores: BTreeMap<StoreId, SocketAddr>) -> ClientConfig {
+        ClientConfig {
+            stores,
+            request_timeout_ms: 2_000,
+            rpc_timeout_ms: 500,
+            backoff_base_ms: 5,
+            backoff_max_ms: 200,
+            max_response_bytes: 1 << 20,
+            scan_page_limit: 1024,
+        }
+    }
+}
+
+/// Counters of what the client did, for workloads and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub rpcs_sent: u64,
+    pub rpc_timeouts: u64,
+    pub region_errors: u64,
+    pub backoffs: u64,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Answered(KvResponse),
+    /// Nothing was sent (definite: the request had no effect).
+    NotSent(String),
+    /// Sent, no answer in time.
+    NoAnswer,
+}
+
+/// What to do after a region error.
+enum Next {
+    RetryNow,
+    Backoff,
+    Fail(Error),
+}
+
+/// A raw KV client with one request in flight at a time.
+pub struct RawClient {
+    endpoint: Endpoint,
+    config: ClientConfig,
+    clock: Clock,
+    cache: RegionCache,
+    next_request_id: u64,
+    /// Rotates the guess of which store to ask when no leader is known.
+    rotation: usize,
+    buf: Vec<u8>,
+    stats: ClientStats,
+}
+
+impl RawClient {
+    /// Binds the client's endpoint on `bind_addr` (e.g. `0.0.0.0:0`).
+    pub async fn connect(config: ClientConfig, clock: Clock, bind_addr: &str) -> Result<Self> {
+        let endpoint =
+            Endpoint::bind(bind_addr).await.map_err(|e| Error::Transport(e.to_string()))?;
+        let buf = vec![0; config.max_response_bytes];
+        Ok(RawClient {
+            endpoint,
+            config,
+            clock,
+            cache: RegionCache::new(),
+            next_request_id: 1,
+            rotation: 0,
+            buf,
+            stats: ClientStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    pub fn region_cache(&self) -> &RegionCache {
+        &self.cache
+    }
+
+    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.execute(key, KvRequest::RawGet { key: key.to_vec() }).await? {
+            KvResponse::Get { value } => Ok(value),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let request = KvRequest::RawPut { key: key.to_vec(), value: value.to_vec() };
+        match self.execute(key, request).await? {
+            KvResponse::Put => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn delete(&mut self, key: &[u8]) -> Result<()> {
+        match self.execute(key, KvRequest::RawDelete { key: key.to_vec() }).await? {
+            KvResponse::Delete => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets `key` to `new_value` (deletes it when `None`) iff it holds `expected`. Returns
+    /// whether it swapped and the value found.
+    pub async fn cas(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new_value: Option<&[u8]>,
+    ) -> Result<(bool, Option<Vec<u8>>)> {
+        let request = KvRequest::RawCas {
+            key: key.to_vec(),
+            expected: expected.map(<[u8]>::to_vec),
+            new_value: new_value.map(<[u8]>::to_vec),
+        };
+        match self.execute(key, request).await? {
+            KvResponse::Cas { succeeded, previous } => Ok((succeeded, previous)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Up to `limit` pairs with `start_key <= key < end_key` (empty `end_key`: unbounded), in
+    /// key order, region by region (each region's page is read at one point in time).
+    pub async fn scan(
+        &mut self,
+        start_key: &[u8],
+        end_key: &[u8],
+        limit: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut from = start_key.to_vec();
+        while (out.len() as u64) < limit {
+            let want = (limit - out.len() as u64).min(self.config.scan_page_limit);
+            let request = KvRequest::RawScan {
+                start_key: from.clone(),
+                end_key: end_key.to_vec(),
+                limit: want,
+            };
+            let (response, region) = self.execute_in_region(&from, request).await?;
+            let KvResponse::Scan { kvs } = response else { return Err(unexpected(&response)) };
+            let got = kvs.len() as u64;
+            out.extend(kvs);
+            if got == want {
+                // A full page: this region may hold more after its last key.
+                let Some((last, _)) = out.last() else { break };
+                from = [last.as_slice(), &[0]].concat();
+                continue;
+            }
+            let region_ends_before = !region.end_key.is_empty()
+                && (end_key.is_empty() || region.end_key.as_slice() < end_key);
+            if !region_ends_before {
+                break;
+            }
+            from = region.end_key.clone();
+        }
+        Ok(out)
+    }
+
+    /// Values of `keys` (which must lie in one region), in request order.
+    pub async fn batch_get(&mut self, keys: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+        let first = first.clone();
+        match self.execute(&first, KvRequest::RawBatchGet { keys: keys.to_vec() }).await? {
+            KvResponse::BatchGet { values } => Ok(values),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Writes every pair atomically (they must lie in one region).
+    pub async fn batch_put(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let Some((first, _)) = pairs.first() else { return Ok(()) };
+        let first = first.clone();
+        match self.execute(&first, KvRequest::RawBatchPut { pairs: pairs.to_vec() }).await? {
+            KvResponse::BatchPut => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Proposes a membership change of the region holding `key`; returns the region after it.
+    pub async fn change_peer(
+        &mut self,
+        key: &[u8],
+        change_type: ConfChangeType,
+        peer: Peer,
+    ) -> Result<Region> {
+        let request = KvRequest::ChangePeer { key: key.to_vec(), change_type, peer };
+        match self.execute(key, request).await? {
+            KvResponse::ChangePeer { region } => {
+                self.cache.insert(region.clone());
+                Ok(region)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn execute(&mut self, key: &[u8], request: KvRequest) -> Result<KvResponse> {
+        self.execute_in_region(key, request).await.map(|(response, _)| response)
+    }
+
+    /// Runs `request` on the region holding `key`; returns the answer and the region it came
+    /// from (as cached when the request was sent).
+    async fn execute_in_region(
+        &mut self,
+        key: &[u8],
+        request: KvRequest,
+    ) -> Result<(KvResponse, Region)> {
+        let is_read = request.is_read();
+        let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
+        let mut backoff_ms = self.config.backoff_base_ms;
+        let mut last_error = String::from("no attempt finished");
+        loop {
+            let now = self.clock.now_ms();
+            if now >= deadline_ms {
+                return Err(Error::DeadlineExceeded(last_error));
+            }
+            let Some(region) = self.locate(key, deadline_ms).await else {
+                last_error = format!("cannot locate the region of key {key:?}");
+                self.backoff(&mut backoff_ms, deadline_ms).await;
+                continue;
+            };
+            let target = self.pick_peer(&region);
+            let context = KvContext {
+                region_id: region.id,
+                region_epoch: region.epoch,
+                peer: target.clone(),
+            };
+            let rpc_deadline_ms = deadline_ms.min(now + self.config.rpc_timeout_ms);
+            let attempt =
+                self.call(target.store_id, context, request.clone(), rpc_deadline_ms).await;
+            let next = match attempt {
+                Attempt::Answered(KvResponse::RegionError(e)) => {
+                    last_error = e.to_string();
+                    self.on_region_error(&region, &target, e)
+                }
+                Attempt::Answered(KvResponse::ProposalFailed(e)) => {
+                    if !is_read {
+                        return Err(Error::Unknown(format!("proposed, then {e}")));
+                    }
+                    last_error = e.to_string();
+                    self.on_region_error(&region, &target, e)
+                }
+                Attempt::Answered(KvResponse::Other(reason)) => return Err(Error::Store(reason)),
+                Attempt::Answered(response) => return Ok((response, region)),
+                Attempt::NotSent(reason) => {
+                    last_error = reason;
+                    self.cache.forget_leader(region.id);
+                    self.rotation += 1;
+                    Next::Backoff
+                }
+                Attempt::NoAnswer => {
+                    self.stats.rpc_timeouts += 1;
+                    if !is_read {
+                        return Err(Error::Unknown(format!(
+                            "no answer from store {} in time",
+                            target.store_id
+                        )));
+                    }
+                    last_error = format!("no answer from store {}", target.store_id);
+                    self.cache.forget_leader(region.id);
+                    self.rotation += 1;
+                    Next::RetryNow
+                }
+            };
+            match next {
+                Next::RetryNow => {}
+                Next::Backoff => self.backoff(&mut backoff_ms, deadline_ms).await,
+                Next::Fail(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn backoff(&mut self, backoff_ms: &mut u64, deadline_ms: u64) {
+        self.stats.backoffs += 1;
+        let now = self.clock.now_ms();
+        let wake = deadline_ms.min(now + *backoff_ms);
+        *backoff_ms = (*backoff_ms * 2).min(self.config.backoff_max_ms);
+        self.clock.sleep_until_ms(wake).await;
+    }
+
+    fn on_region_error(&mut self, region: &Region, asked: &Peer, e: RegionError) -> Next {
+        self.stats.region_errors += 1;
+        match e {
+            RegionError::NotLeader { leader: Some(leader), .. } => {
+                let same = leader.id == asked.id;
+                self.cache.set_leader(region.id, leader);
+                if same { Next::Backoff } else { Next::RetryNow }
+            }
+            RegionError::NotLeader { leader: None, .. } => {
+                self.cache.forget_leader(region.id);
+                self.rotation += 1;
+                Next::Backoff
+            }
+            RegionError::EpochNotMatch { current_regions } => {
+                self.cache.invalidate(region.id);
+                for r in current_regions {
+                    self.cache.insert(r);
+                }
+                Next::RetryNow
+            }
+            RegionError::KeyNotInRegion { .. } => {
+                self.cache.invalidate(region.id);
+                Next::RetryNow
+            }
+            RegionError::RegionNotFound { .. } => {
+                // That store lost its peer; the region may have moved. Ask again.
+                self.cache.invalidate(region.id);
+                self.rotation += 1;
+                Next::Backoff
+            }
+            RegionError::StaleCommand | RegionError::ServerIsBusy { .. } => Next::Backoff,
+            e @ RegionError::CommandRefused { .. } => Next::Fail(Error::Region(e)),
+        }
+    }
+
+    /// The peer to ask: the cached leader, else the region's peers in rotation.
+    fn pick_peer(&self, region: &Region) -> Peer {
+        if let Some(leader) = self.cache.leader(region.id)
+            && region.peers.iter().any(|p| p.id == leader.id)
+        {
+            return leader.clone();
+        }
+        assert!(!region.peers.is_empty(), "region {} has no peers: {region:?}", region.id);
+        region.peers[self.rotation % region.peers.len()].clone()
+    }
+
+    /// The cached region of `key`, or asks stores in rotation until one knows it.
+    async fn locate(&mut self, key: &[u8], deadline_ms: u64) -> Option<Region> {
+        if let Some(region) = self.cache.locate(key) {
+            return Some(region.clone());
+        }
+        let stores: Vec<StoreId> = self.config.stores.keys().copied().collect();
+        for _ in 0..stores.len() {
+            let now = self.clock.now_ms();
+            if now >= deadline_ms {
+                return None;
+            }
+            let store = stores[self.rotation % stores.len()];
+            self.rotation += 1;
+            let request = KvRequest::LocateKey { key: key.to_vec() };
+            let rpc_deadline_ms = deadline_ms.min(now + self.config.rpc_timeout_ms);
+            if let Attempt::Answered(KvResponse::Located { region, leader }) =
+                self.call(store, KvContext::default(), request, rpc_deadline_ms).await
+                && region.contains_key(key)
+                && !region.peers.is_empty()
+            {
+                let id = region.id;
+                self.cache.insert(region.clone());
+                if let Some(leader) = leader {
+                    self.cache.set_leader(id, leader);
+                }
+                return Some(region);
+            }
+        }
+        None
+    }
+
+    /// One attempt: send to `store`, wait for the answer with this request's id until
+    /// `deadline_ms`. Answers to earlier, abandoned requests are skipped.
+    async fn call(
+        &mut self,
+        store: StoreId,
+        context: KvContext,
+        request: KvRequest,
+        deadline_ms: u64,
+    ) -> Attempt {
+        let Some(addr) = self.config.stores.get(&store).copied() else {
+            return Attempt::NotSent(format!("store {store} has no address"));
+        };
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let envelope = KvRequestEnvelope { request_id, context, request };
+        let bytes = encode(&envelope).expect("requests always encode");
+        if let Err(e) = self.endpoint.send_to(addr, TAG_KV_REQUEST, &bytes).await {
+            return Attempt::NotSent(format!("send to store {store}: {e}"));
+        }
+        self.stats.rpcs_sent += 1;
+        loop {
+            let now = self.clock.now_ms();
+            if now >= deadline_ms {
+                return Attempt::NoAnswer;
+            }
+            let wait = Duration::from_millis(deadline_ms - now);
+            let received = madsim::time::timeout(
+                wait,
+                self.endpoint.recv_from(TAG_KV_RESPONSE, &mut self.buf),
+            )
+            .await;
+            let len = match received {
+                Err(_elapsed) => return Attempt::NoAnswer,
+                Ok(Err(_io)) => return Attempt::NoAnswer,
+                Ok(Ok((len, _from))) => len,
+            };
+            match decode::<KvResponseEnvelope>(&self.buf[..len]) {
+                Ok(resp) if resp.request_id == request_id => {
+                    return Attempt::Answered(resp.response);
+                }
+                Ok(_stale) => continue,
+                Err(e) => {
+                    return Attempt::Answered(KvResponse::Other(format!(
+                        "undecodable response ({len} bytes): {e}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawClient")
+            .field("config", &self.config)
+            .field("cache", &self.cache)
+            .field("next_request_id", &self.next_request_id)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unexpected(response: &KvResponse) -> Error {
+    Error::Store(format!("unexpected response {response:?}"))
+}

@@ -1,0 +1,320 @@
+//! Applying committed entries: data commands through an overlay into one write batch, admin
+//! commands (conf change, log compaction), then the apply state in the same batch, so data and
+//! apply index move together atomically.
+
+use std::collections::BTreeMap;
+
+use minikv_engine::{Engine, WriteBatch};
+use minikv_proto::decode;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::metapb::{self, PeerRole, Region};
+use minikv_proto::raft_cmdpb::{
+    AdminRequest, AdminResponse, CfName, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader,
+    Request, Response,
+};
+use minikv_raft::{ConfChangeType, ConfChangeV2, Entry, EntryType, StateRole};
+
+use crate::error::Result;
+use crate::peer::{Peer, Responses, check_epoch};
+use crate::peer_storage::{end_bound, engine_cf};
+
+/// Writes of the entries applied so far in this batch, so later entries read them.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    writes: BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl Overlay {
+    fn get(&self, engine: &Engine, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.writes.get(&(cf, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(engine.get(engine_cf(cf), key)?),
+        }
+    }
+
+    fn scan(
+        &self,
+        engine: &Engine,
+        cf: CfName,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let in_range = |k: &[u8]| k >= start && end.is_none_or(|e| k < e);
+        let shadowed = self.writes.keys().filter(|(c, k)| *c == cf && in_range(k)).count();
+        let base = engine.scan(engine_cf(cf), start, end, limit.saturating_add(shadowed))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
+        for ((c, k), v) in &self.writes {
+            if *c != cf || !in_range(k) {
+                continue;
+            }
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    fn write(&mut self, batch: &mut WriteBatch, cf: CfName, key: &[u8], value: Option<&[u8]>) {
+        match value {
+            Some(v) => batch.put(engine_cf(cf), key, v),
+            None => batch.delete(engine_cf(cf), key),
+        };
+        self.writes.insert((cf, key.to_vec()), value.map(<[u8]>::to_vec));
+    }
+}
+
+/// Executes data requests against the engine plus `overlay`. Writes need `batch`: a read-only
+/// command passes `None`, and a write in it is a bug.
+pub(crate) fn exec_requests(
+    engine: &Engine,
+    overlay: &mut Overlay,
+    mut batch: Option<&mut WriteBatch>,
+    region: &Region,
+    requests: &[Request],
+) -> Result<Vec<Response>> {
+    let mut out = Vec::with_capacity(requests.len());
+    for req in requests {
+        let resp = match req {
+            Request::Get { cf, key } => Response::Get { value: overlay.get(engine, *cf, key)? },
+            Request::Scan { cf, start_key, end_key, limit } => {
+                let start = start_key.max(&region.start_key);
+                let end = match (end_key.is_empty(), end_bound(region)) {
+                    (true, region_end) => region_end,
+                    (false, None) => Some(end_key.as_slice()),
+                    (false, Some(region_end)) => Some(end_key.as_slice().min(region_end)),
+                };
+                let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
+                Response::Scan { kvs: overlay.scan(engine, *cf, start, end, limit)? }
+            }
+            write => {
+                let batch = batch.as_deref_mut().expect("a write request in a read-only command");
+                match write {
+                    Request::Put { cf, key, value } => {
+                        overlay.write(batch, *cf, key, Some(value));
+                        Response::Put
+                    }
+                    Request::Delete { cf, key } => {
+                        overlay.write(batch, *cf, key, None);
+                        Response::Delete
+                    }
+                    Request::Cas { cf, key, expected, new_value } => {
+                        let previous = overlay.get(engine, *cf, key)?;
+                        let succeeded = previous == *expected;
+                        if succeeded {
+                            overlay.write(batch, *cf, key, new_value.as_deref());
+                        }
+                        Response::Cas { succeeded, previous }
+                    }
+                    Request::Get { .. } | Request::Scan { .. } => {
+                        unreachable!("reads handled above")
+                    }
+                }
+            }
+        };
+        out.push(resp);
+    }
+    Ok(out)
+}
+
+/// The region after `change_type` of `peer`, with `conf_ver` bumped; `Err` says why the change
+/// does not fit the region.
+pub(crate) fn change_region(
+    region: &Region,
+    change_type: ConfChangeType,
+    peer: &metapb::Peer,
+) -> std::result::Result<Region, String> {
+    let mut region = region.clone();
+    let existing = region.peers.iter().position(|p| p.id == peer.id);
+    let same_store = region.peers.iter().any(|p| p.store_id == peer.store_id && p.id != peer.id);
+    match (change_type, existing) {
+        (ConfChangeType::AddNode, Some(i)) if region.peers[i].role == PeerRole::Learner => {
+            region.peers[i].role = PeerRole::Voter;
+        }
+        (ConfChangeType::AddNode | ConfChangeType::AddLearnerNode, Some(_)) => {
+            return Err(format!("peer {} is already a member of region {}", peer.id, region.id));
+        }
+        (ConfChangeType::AddNode | ConfChangeType::AddLearnerNode, None) => {
+            if same_store {
+                return Err(format!(
+                    "store {} already hosts a peer of region {}",
+                    peer.store_id, region.id
+                ));
+            }
+            let role = if change_type == ConfChangeType::AddNode {
+                PeerRole::Voter
+            } else {
+                PeerRole::Learner
+            };
+            region.peers.push(metapb::Peer { id: peer.id, store_id: peer.store_id, role });
+        }
+        (ConfChangeType::RemoveNode, None) => {
+            return Err(format!("peer {} is not a member of region {}", peer.id, region.id));
+        }
+        (ConfChangeType::RemoveNode, Some(i)) => {
+            region.peers.remove(i);
+            if !region.peers.iter().any(|p| p.role == PeerRole::Voter) {
+                return Err(format!(
+                    "removing peer {} would leave region {} without voters",
+                    peer.id, region.id
+                ));
+            }
+        }
+    }
+    region.epoch.conf_ver += 1;
+    Ok(region)
+}
+
+fn ok_response(term: u64) -> RaftCmdResponse {
+    RaftCmdResponse {
+        header: RaftResponseHeader { error: None, current_term: term },
+        ..Default::default()
+    }
+}
+
+fn error_response(error: RegionError, term: u64) -> RaftCmdResponse {
+    RaftCmdResponse {
+        header: RaftResponseHeader { error: Some(error), current_term: term },
+        ..Default::default()
+    }
+}
+
+/// State of one apply round: the batch, the overlay and the region as applied so far.
+struct ApplyCtx {
+    batch: WriteBatch,
+    overlay: Overlay,
+    region: Region,
+}
+
+impl Peer {
+    /// Applies committed `entries` with one engine write (not synced: the log is durable, and
+    /// a crash that loses this batch replays it), then answers their proposals.
+    pub(crate) fn apply_committed(
+        &mut self,
+        entries: &[Entry],
+        engine: &Engine,
+        out: &mut Responses,
+    ) -> Result<()> {
+        let Some(last) = entries.last() else { return Ok(()) };
+        let mut ctx = ApplyCtx {
+            batch: WriteBatch::new(),
+            overlay: Overlay::default(),
+            region: self.region().clone(),
+        };
+        let mut results = Vec::with_capacity(entries.len());
+        for e in entries {
+            let resp = match e.entry_type {
+                EntryType::Normal if e.data.is_empty() => {
+                    // A leader's no-op, or a conf change the Raft core refused.
+                    Some(error_response(
+                        RegionError::CommandRefused {
+                            reason: "conf change refused: another is pending".to_string(),
+                        },
+                        e.term,
+                    ))
+                }
+                EntryType::Normal => Some(self.apply_normal(e, engine, &mut ctx)?),
+                EntryType::ConfChange => self.apply_conf_change(e, &mut ctx),
+            };
+            results.push((e.term, e.index, resp));
+        }
+        let storage = self.raw.store_mut();
+        storage.set_applied(last.index, ctx.region);
+        storage.write_apply_state(&mut ctx.batch)?;
+        engine.write(&ctx.batch, false)?;
+        storage.check_invariants();
+        for (term, index, resp) in results {
+            self.resolve_proposals(term, index, resp, out);
+        }
+        Ok(())
+    }
+
+    fn apply_normal(
+        &mut self,
+        e: &Entry,
+        engine: &Engine,
+        ctx: &mut ApplyCtx,
+    ) -> Result<RaftCmdResponse> {
+        let cmd: RaftCmdRequest = decode(&e.data)?;
+        if let Some(AdminRequest::CompactLog { compact_index, .. }) = cmd.admin {
+            self.raw.store_mut().compact_to(compact_index, &mut ctx.batch);
+            let mut resp = ok_response(e.term);
+            resp.admin_response = Some(AdminResponse::CompactLog);
+            return Ok(resp);
+        }
+        if let Err(err) = check_epoch(&cmd, &ctx.region) {
+            return Ok(error_response(err, e.term));
+        }
+        let responses = exec_requests(
+            engine,
+            &mut ctx.overlay,
+            Some(&mut ctx.batch),
+            &ctx.region,
+            &cmd.requests,
+        )?;
+        let mut resp = ok_response(e.term);
+        resp.responses = responses;
+        Ok(resp)
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry, ctx: &mut ApplyCtx) -> Option<RaftCmdResponse> {
+        let cc: ConfChangeV2 = decode(&e.data).unwrap_or_else(|err| {
+            panic!("region {}: undecodable conf change at {}: {err}", ctx.region.id, e.index)
+        });
+        if e.context.is_empty() {
+            // Leaving a joint configuration (never proposed by this store, applied for safety).
+            self.raw.apply_conf_change(&cc).expect("leaving a joint config");
+            return None;
+        }
+        let cmd: RaftCmdRequest = decode(&e.context).unwrap_or_else(|err| {
+            panic!(
+                "region {}: undecodable conf change command at {}: {err}",
+                ctx.region.id, e.index
+            )
+        });
+        let Some(AdminRequest::ChangePeer { change_type, peer }) = cmd.admin.clone() else {
+            panic!(
+                "region {}: conf change entry {} without a ChangePeer command",
+                ctx.region.id, e.index
+            );
+        };
+        if let Err(err) = check_epoch(&cmd, &ctx.region) {
+            return Some(error_response(err, e.term));
+        }
+        let region = match change_region(&ctx.region, change_type, &peer) {
+            Ok(r) => r,
+            Err(reason) => {
+                return Some(error_response(RegionError::CommandRefused { reason }, e.term));
+            }
+        };
+        let cs = self.raw.apply_conf_change(&cc).unwrap_or_else(|err| {
+            panic!(
+                "region {}: conf change {cc:?} fits the region but Raft refused it: {err}",
+                region.id
+            )
+        });
+        assert_eq!(
+            crate::peer_storage::conf_state_of(&region).voters.len(),
+            cs.voters.len(),
+            "region {}: region peers and Raft configuration disagree",
+            region.id
+        );
+        if change_type == ConfChangeType::RemoveNode {
+            if peer.id == self.meta.id {
+                self.pending_destroy = true;
+            } else if self.raw.raft.role == StateRole::Leader
+                && let Some(p) = ctx.region.peers.iter().find(|p| p.id == peer.id)
+            {
+                self.tombstones_to_send.push(p.clone());
+            }
+        }
+        if let Some(me) = region.peers.iter().find(|p| p.id == self.meta.id) {
+            self.meta = me.clone();
+        }
+        ctx.region = region.clone();
+        let mut resp = ok_response(e.term);
+        resp.admin_response = Some(AdminResponse::ChangePeer { region });
+        Some(resp)
+    }
+}

@@ -1,0 +1,50 @@
+//! Store configuration: Raft timing in ticks and every queue and limit, named with its unit.
+
+/// Tunables of a store and of every peer it hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Base Raft election timeout (randomized in `[t, 2t)` by the Raft core).
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    /// Max bytes of entries in one Append.
+    pub max_size_per_msg_bytes: u64,
+    pub max_inflight_msgs: usize,
+    /// Proposals plus reads waiting in one peer; more are refused with `ServerIsBusy`.
+    pub max_pending_proposals_per_peer: usize,
+    /// A leader checks whether to compact its log every this many ticks.
+    pub raft_log_gc_tick_interval_ticks: u64,
+    /// Compact to the applied index when more entries than this are kept.
+    pub raft_log_gc_count_limit: u64,
+    /// Compact to the applied index when the kept entries weigh more than this.
+    pub raft_log_gc_size_limit_bytes: u64,
+    /// Compact to what every peer has when at least this many entries can go.
+    pub raft_log_gc_threshold_entries: u64,
+    /// Snapshot data is sent in chunks of at most this many bytes.
+    pub snapshot_chunk_size_bytes: usize,
+    /// A snapshot the follower has not acknowledged after this many ticks is sent again.
+    pub snapshot_timeout_ticks: u64,
+    /// Most chunks one snapshot may be cut into (bounds a receiver's assembly buffer).
+    pub max_snapshot_chunks: u32,
+    /// Seeds the Raft cores' election jitter (each peer draws its own stream).
+    pub rng_seed: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_size_per_msg_bytes: 1 << 20,
+            max_inflight_msgs: 256,
+            max_pending_proposals_per_peer: 1024,
+            raft_log_gc_tick_interval_ticks: 10,
+            raft_log_gc_count_limit: 10_000,
+            raft_log_gc_size_limit_bytes: 64 << 20,
+            raft_log_gc_threshold_entries: 50,
+            snapshot_chunk_size_bytes: 1 << 20,
+            snapshot_timeout_ticks: 50,
+            max_snapshot_chunks: 1 << 16,
+            rng_seed: 0,
+        }
+    }
+}

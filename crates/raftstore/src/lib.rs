@@ -1,0 +1,23 @@
+//! minikv-raftstore: a store of region peers (multi-Raft), driven as a pure state machine.
+//!
+//! The environment (a test driver, later the madsim server) owns time and the network: it
+//! calls `Store::tick`, delivers `RaftMessage`s with `Store::on_raft_message`, starts commands
+//! with `Store::propose`, runs `Store::handle_ready` while `Store::has_ready`, and drains
+//! `Store::take_outbound` and `Store::take_responses`. The store's only I/O is its engine:
+//! Raft logs and states in the `raft` column family (synced before dependent messages leave),
+//! applied data in the data column families together with the apply index.
+
+mod apply;
+pub mod config;
+pub mod error;
+pub mod keys;
+mod peer;
+pub mod peer_storage;
+pub mod snap;
+pub mod store;
+
+pub use config::StoreConfig;
+pub use error::{Error, Result};
+pub use peer::ReqToken;
+pub use peer_storage::{PeerStorage, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
+pub use store::{PeerStatus, Store, StoreStats};

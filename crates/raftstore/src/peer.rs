@@ -1,0 +1,474 @@
+//! One region's peer: its `RawNode`, the proposals and reads waiting on it, proposing, ticking
+//! (log GC, snapshot timeouts) and serving reads. Applying lives in `apply.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use minikv_engine::Engine;
+use minikv_proto::encode;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::metapb::{self, PeerId, Region};
+use minikv_proto::raft_cmdpb::{
+    AdminRequest, AdminResponse, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader, Request,
+};
+use minikv_proto::raft_serverpb::RaftMessage;
+use minikv_raft::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeV2, Config, Error as RaftError, Message,
+    ProgressState, RawNode, ReadOnlyOption, ReadState, SnapshotStatus, SoftState, StateRole,
+    Storage,
+};
+
+use crate::apply::{Overlay, change_region, exec_requests};
+use crate::config::StoreConfig;
+use crate::error::Result;
+use crate::peer_storage::PeerStorage;
+
+/// The environment's handle on one request; its response comes back with the same token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReqToken(pub u64);
+
+/// A proposal waiting for its entry `(term, index)` to be applied. Internal proposals
+/// (log compaction) have no token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Proposal {
+    pub term: u64,
+    pub index: u64,
+    pub token: Option<ReqToken>,
+}
+
+/// A read waiting for its ReadIndex round, then for apply to reach `read_index`.
+#[derive(Debug)]
+pub(crate) struct PendingRead {
+    pub id: u64,
+    pub token: ReqToken,
+    pub cmd: RaftCmdRequest,
+    pub read_index: Option<u64>,
+}
+
+/// Responses produced by a peer, in order.
+pub(crate) type Responses = Vec<(ReqToken, RaftCmdResponse)>;
+
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// This peer as the region lists it.
+    pub meta: metapb::Peer,
+    pub raw: RawNode<PeerStorage>,
+    pub proposals: VecDeque<Proposal>,
+    pub reads: VecDeque<PendingRead>,
+    /// Peers heard from, so an uninitialized peer can answer its leader.
+    pub peer_cache: BTreeMap<PeerId, metapb::Peer>,
+    /// Set when this peer applied its own removal; the store destroys it after the Ready.
+    pub pending_destroy: bool,
+    /// Removed peers to tell (leader only), sent by the store after the Ready.
+    pub tombstones_to_send: Vec<metapb::Peer>,
+    ticks: u64,
+    last_compact_proposed: u64,
+    /// Tick at which a snapshot was last sent to each peer.
+    snapshot_sent_tick: BTreeMap<PeerId, u64>,
+}
+
+fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
+    Config {
+        id: peer_id,
+        election_tick: cfg.election_tick,
+        heartbeat_tick: cfg.heartbeat_tick,
+        applied,
+        max_size_per_msg_bytes: cfg.max_size_per_msg_bytes,
+        max_inflight_msgs: cfg.max_inflight_msgs,
+        max_uncommitted_size_bytes: 0,
+        pre_vote: true,
+        check_quorum: true,
+        read_only_option: ReadOnlyOption::Safe,
+        skip_bcast_commit: false,
+        rng_seed: cfg.rng_seed,
+        max_committed_size_per_ready_bytes: u64::MAX,
+    }
+}
+
+fn region_error_response(error: RegionError, term: u64) -> RaftCmdResponse {
+    RaftCmdResponse {
+        header: RaftResponseHeader { error: Some(error), current_term: term },
+        ..Default::default()
+    }
+}
+
+impl Peer {
+    pub fn new(cfg: &StoreConfig, meta: metapb::Peer, storage: PeerStorage) -> Result<Peer> {
+        let applied = storage.applied_index();
+        let raw = RawNode::new(&raft_config(cfg, meta.id, applied), storage)?;
+        Ok(Peer {
+            meta,
+            raw,
+            proposals: VecDeque::new(),
+            reads: VecDeque::new(),
+            peer_cache: BTreeMap::new(),
+            pending_destroy: false,
+            tombstones_to_send: Vec::new(),
+            ticks: 0,
+            last_compact_proposed: 0,
+            snapshot_sent_tick: BTreeMap::new(),
+        })
+    }
+
+    pub fn storage(&self) -> &PeerStorage {
+        self.raw.store()
+    }
+
+    pub fn region(&self) -> &Region {
+        self.raw.store().region()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.role == StateRole::Leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// The metadata of peer `id`, from the region or from peers heard from.
+    pub fn peer_meta(&self, id: PeerId) -> Option<metapb::Peer> {
+        self.region()
+            .peers
+            .iter()
+            .find(|p| p.id == id)
+            .or_else(|| self.peer_cache.get(&id))
+            .cloned()
+    }
+
+    pub fn leader(&self) -> Option<metapb::Peer> {
+        let id = self.raw.raft.leader_id;
+        if id == 0 { None } else { self.peer_meta(id) }
+    }
+
+    fn not_leader(&self) -> RegionError {
+        RegionError::NotLeader { region_id: self.region().id, leader: self.leader() }
+    }
+
+    /// Wraps a Raft message for the network; `None` when the target's store is unknown.
+    pub fn wrap(&mut self, message: Message) -> Option<RaftMessage> {
+        let to_peer = self.peer_meta(message.to)?;
+        if message.msg_type == minikv_raft::MessageType::Snapshot {
+            self.snapshot_sent_tick.insert(message.to, self.ticks);
+        }
+        Some(RaftMessage {
+            region_id: self.region().id,
+            from_peer: self.meta.clone(),
+            to_peer,
+            region_epoch: self.region().epoch,
+            message,
+            is_tombstone: false,
+            snapshot_chunk: None,
+        })
+    }
+
+    pub fn tick(&mut self, cfg: &StoreConfig) {
+        self.raw.tick();
+        self.ticks += 1;
+        if !self.is_leader() {
+            self.snapshot_sent_tick.clear();
+            return;
+        }
+        self.check_snapshot_timeouts(cfg);
+        if self.ticks.is_multiple_of(cfg.raft_log_gc_tick_interval_ticks.max(1)) {
+            self.maybe_propose_compact_log(cfg);
+        }
+    }
+
+    /// A snapshot the follower never acknowledged (chunks lost) is reported failed, so that
+    /// Raft probes the follower and sends a fresh snapshot.
+    fn check_snapshot_timeouts(&mut self, cfg: &StoreConfig) {
+        let progress = &self.raw.raft.prs.progress;
+        let mut failed = Vec::new();
+        self.snapshot_sent_tick.retain(|id, sent| {
+            let waiting = progress.get(id).is_some_and(|p| p.state == ProgressState::Snapshot);
+            if waiting && self.ticks - *sent >= cfg.snapshot_timeout_ticks {
+                failed.push(*id);
+                return false;
+            }
+            waiting
+        });
+        for id in failed {
+            self.raw.report_snapshot(id, SnapshotStatus::Failure);
+        }
+    }
+
+    fn maybe_propose_compact_log(&mut self, cfg: &StoreConfig) {
+        let storage = self.raw.store();
+        let applied = storage.applied_index();
+        let truncated = storage.truncated_state().index;
+        if applied <= truncated {
+            return;
+        }
+        let replicated = self.raw.raft.prs.progress.values().map(|p| p.matched).min().unwrap_or(0);
+        let compact_index = if applied - truncated >= cfg.raft_log_gc_count_limit
+            || storage.log_size_bytes() >= cfg.raft_log_gc_size_limit_bytes
+        {
+            applied
+        } else if replicated.min(applied) >= truncated + cfg.raft_log_gc_threshold_entries {
+            replicated.min(applied)
+        } else {
+            return;
+        };
+        if compact_index <= self.last_compact_proposed {
+            return;
+        }
+        let Ok(compact_term) = storage.term(compact_index) else { return };
+        let cmd = RaftCmdRequest {
+            admin: Some(AdminRequest::CompactLog { compact_index, compact_term }),
+            ..Default::default()
+        };
+        if self.propose_entry(&cmd, None).is_ok() {
+            self.last_compact_proposed = compact_index;
+        }
+    }
+
+    /// Appends `cmd` to the log (leader only) and records it for matching at apply.
+    fn propose_entry(
+        &mut self,
+        cmd: &RaftCmdRequest,
+        token: Option<ReqToken>,
+    ) -> std::result::Result<(), RegionError> {
+        let data = encode(cmd).expect("a command always encodes");
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => {}
+            Err(RaftError::ProposalDropped) => {
+                return Err(RegionError::NotLeader { region_id: self.region().id, leader: None });
+            }
+            Err(e) => panic!("region {}: proposing failed unexpectedly: {e}", self.region().id),
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        assert_eq!(index, before + 1, "a leader's proposal is appended at once");
+        self.proposals.push_back(Proposal { term: self.term(), index, token });
+        Ok(())
+    }
+
+    /// Validates `cmd` and starts it: a read through ReadIndex, a write or conf change through
+    /// the log, a leader transfer at once (its response goes to `out`).
+    pub fn propose(
+        &mut self,
+        cfg: &StoreConfig,
+        cmd: RaftCmdRequest,
+        token: ReqToken,
+        read_id: u64,
+        out: &mut Responses,
+    ) -> std::result::Result<(), RegionError> {
+        let region = self.region().clone();
+        if cmd.header.peer.id != 0 && cmd.header.peer.id != self.meta.id {
+            return Err(RegionError::RegionNotFound { region_id: region.id });
+        }
+        if !self.raw.store().is_initialized() {
+            return Err(RegionError::RegionNotFound { region_id: region.id });
+        }
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        check_epoch(&cmd, &region)?;
+        for req in &cmd.requests {
+            check_key_in_region(req, &region)?;
+        }
+        if self.proposals.len() + self.reads.len() >= cfg.max_pending_proposals_per_peer {
+            return Err(RegionError::ServerIsBusy {
+                reason: format!(
+                    "region {}: {} requests pending (max_pending_proposals_per_peer)",
+                    region.id, cfg.max_pending_proposals_per_peer
+                ),
+            });
+        }
+        if cmd.requests.is_empty() && cmd.admin.is_none() {
+            return Err(RegionError::CommandRefused { reason: "empty command".to_string() });
+        }
+        if cmd.is_read_only() {
+            self.raw.read_index(read_id.to_be_bytes().to_vec());
+            self.reads.push_back(PendingRead { id: read_id, token, cmd, read_index: None });
+            return Ok(());
+        }
+        match cmd.admin.clone() {
+            None => self.propose_entry(&cmd, Some(token)),
+            Some(AdminRequest::CompactLog { .. }) => self.propose_entry(&cmd, Some(token)),
+            Some(AdminRequest::TransferLeader { peer }) => {
+                let target = region.peers.iter().find(|p| p.id == peer.id);
+                if !target.is_some_and(|p| p.role == metapb::PeerRole::Voter) {
+                    return Err(RegionError::CommandRefused {
+                        reason: format!("transfer target {} is not a voter of the region", peer.id),
+                    });
+                }
+                self.raw.transfer_leader(peer.id);
+                let resp = RaftCmdResponse {
+                    header: RaftResponseHeader { error: None, current_term: self.term() },
+                    admin_response: Some(AdminResponse::TransferLeader),
+                    ..Default::default()
+                };
+                out.push((token, resp));
+                Ok(())
+            }
+            Some(AdminRequest::ChangePeer { change_type, peer }) => {
+                change_region(&region, change_type, &peer)
+                    .map_err(|reason| RegionError::CommandRefused { reason })?;
+                if self.raw.raft.pending_conf_index > self.raw.raft.raft_log.applied {
+                    return Err(RegionError::ServerIsBusy {
+                        reason: format!("region {}: a conf change is pending", region.id),
+                    });
+                }
+                let cc = ConfChangeV2 {
+                    transition: ConfChangeTransition::Auto,
+                    changes: vec![ConfChangeSingle { change_type, node_id: peer.id }],
+                    context: Vec::new(),
+                };
+                let context = encode(&cmd).expect("a command always encodes");
+                let before = self.raw.raft.raft_log.last_index();
+                match self.raw.propose_conf_change(context, cc) {
+                    Ok(()) => {}
+                    Err(RaftError::ProposalDropped) => {
+                        return Err(RegionError::NotLeader { region_id: region.id, leader: None });
+                    }
+                    Err(e) => panic!("region {}: conf change proposal failed: {e}", region.id),
+                }
+                let index = self.raw.raft.raft_log.last_index();
+                assert_eq!(index, before + 1, "a leader's proposal is appended at once");
+                self.proposals.push_back(Proposal { term: self.term(), index, token: Some(token) });
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers `(term, index)`'s proposal with `resp`, and every proposal that can no longer
+    /// be applied with `StaleCommand`: one at the same index with another term, or one of an
+    /// older term (a committed entry of a newer term means every older-term entry after it
+    /// lost its slot).
+    pub fn resolve_proposals(
+        &mut self,
+        term: u64,
+        index: u64,
+        resp: Option<RaftCmdResponse>,
+        out: &mut Responses,
+    ) {
+        let mut resp = resp;
+        let mut kept = VecDeque::with_capacity(self.proposals.len());
+        for p in std::mem::take(&mut self.proposals) {
+            if p.index == index && p.term == term {
+                if let Some(token) = p.token {
+                    let r = resp
+                        .take()
+                        .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term));
+                    out.push((token, r));
+                }
+            } else if p.index <= index || p.term < term {
+                if let Some(token) = p.token {
+                    out.push((token, region_error_response(RegionError::StaleCommand, term)));
+                }
+            } else {
+                kept.push_back(p);
+            }
+        }
+        self.proposals = kept;
+    }
+
+    /// Fails every waiting proposal and read with `error` (the peer is going away).
+    pub fn fail_all(&mut self, error: RegionError, out: &mut Responses) {
+        let term = self.term();
+        for p in std::mem::take(&mut self.proposals) {
+            if let Some(token) = p.token {
+                out.push((token, region_error_response(error.clone(), term)));
+            }
+        }
+        for r in std::mem::take(&mut self.reads) {
+            out.push((r.token, region_error_response(error.clone(), term)));
+        }
+    }
+
+    /// Leadership lost: reads not yet confirmed never will be.
+    pub fn on_soft_state(&mut self, ss: &SoftState, out: &mut Responses) {
+        if ss.role == StateRole::Leader {
+            return;
+        }
+        let error = self.not_leader();
+        let term = self.term();
+        let reads = std::mem::take(&mut self.reads);
+        for r in reads {
+            if r.read_index.is_some() {
+                self.reads.push_back(r);
+            } else {
+                out.push((r.token, region_error_response(error.clone(), term)));
+            }
+        }
+    }
+
+    pub fn on_read_states(&mut self, states: &[ReadState]) {
+        for rs in states {
+            let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
+            let id = u64::from_be_bytes(bytes);
+            if let Some(r) = self.reads.iter_mut().find(|r| r.id == id) {
+                r.read_index = Some(rs.index);
+            }
+        }
+    }
+
+    /// Serves every confirmed read whose index has been applied.
+    pub fn serve_reads(&mut self, engine: &Engine, out: &mut Responses) -> Result<()> {
+        let applied = self.raw.store().applied_index();
+        let region = self.region().clone();
+        let term = self.term();
+        let mut kept = VecDeque::new();
+        for r in std::mem::take(&mut self.reads) {
+            if r.read_index.is_none_or(|i| i > applied) {
+                kept.push_back(r);
+                continue;
+            }
+            let resp = match check_epoch(&r.cmd, &region) {
+                Err(e) => region_error_response(e, term),
+                Ok(()) => {
+                    let mut overlay = Overlay::default();
+                    let responses =
+                        exec_requests(engine, &mut overlay, None, &region, &r.cmd.requests)?;
+                    RaftCmdResponse {
+                        header: RaftResponseHeader { error: None, current_term: term },
+                        responses,
+                        admin_response: None,
+                    }
+                }
+            };
+            out.push((r.token, resp));
+        }
+        self.reads = kept;
+        Ok(())
+    }
+}
+
+/// Data requests need the region's version; admin requests its whole epoch.
+pub(crate) fn check_epoch(
+    cmd: &RaftCmdRequest,
+    region: &Region,
+) -> std::result::Result<(), RegionError> {
+    let sent = cmd.header.region_epoch;
+    let current = region.epoch;
+    let stale = match &cmd.admin {
+        None | Some(AdminRequest::CompactLog { .. }) => sent.version < current.version,
+        Some(_) => sent.is_stale_against(&current),
+    };
+    let internal = matches!(cmd.admin, Some(AdminRequest::CompactLog { .. }));
+    if stale && !internal {
+        return Err(RegionError::EpochNotMatch { current_regions: vec![region.clone()] });
+    }
+    Ok(())
+}
+
+fn check_key_in_region(req: &Request, region: &Region) -> std::result::Result<(), RegionError> {
+    let key = match req {
+        Request::Scan { start_key, .. } => start_key.as_slice(),
+        other => other.key().expect("every non-scan request has a key"),
+    };
+    // A scan may start before the region: it is clipped to the region's range.
+    if matches!(req, Request::Scan { .. }) && key < region.start_key.as_slice() {
+        return Ok(());
+    }
+    if region.contains_key(key) {
+        return Ok(());
+    }
+    Err(RegionError::KeyNotInRegion {
+        key: key.to_vec(),
+        region_id: region.id,
+        start_key: region.start_key.clone(),
+        end_key: region.end_key.clone(),
+    })
+}

@@ -1,0 +1,463 @@
+//! The store: a router of region peers over one engine, driven by its environment through
+//! `tick`, `on_raft_message`, `propose` and `handle_ready`, answering through `take_outbound`
+//! and `take_responses`. No I/O of its own beyond the engine, no clock, no async.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minikv_engine::{Cf, Engine, Mutation, WriteBatch};
+use minikv_proto::decode;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::metapb::{self, PeerRole, Region, RegionId, StoreId};
+use minikv_proto::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use minikv_proto::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
+use minikv_raft::{MessageType, StateRole};
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::peer::{Peer, ReqToken, Responses};
+use crate::peer_storage::PeerStorage;
+use crate::snap::{Assembly, Fed, feed_chunk, split_into_chunks};
+
+/// Counters of what the store did, for tests and reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub readies_handled: u64,
+    pub snapshots_sent: u64,
+    pub snapshot_chunks_sent: u64,
+    pub snapshots_received: u64,
+    pub snapshots_rejected: u64,
+    pub peers_created: u64,
+    pub peers_destroyed: u64,
+    pub tombstones_sent: u64,
+    pub messages_dropped: u64,
+}
+
+/// A point-in-time view of one peer, for tests and debugging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub peer: metapb::Peer,
+    pub region: Region,
+    pub role: StateRole,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit: u64,
+    pub applied_index: u64,
+    pub truncated_index: u64,
+    pub last_index: u64,
+    pub pending_proposals: usize,
+    pub pending_reads: usize,
+}
+
+/// A store: every peer this node hosts, and the queues the environment drains.
+#[derive(Debug)]
+pub struct Store {
+    store_id: StoreId,
+    engine: Arc<Engine>,
+    config: StoreConfig,
+    peers: BTreeMap<RegionId, Peer>,
+    /// Destroyed peers' last region states: stale messages must not recreate them.
+    tombstones: BTreeMap<RegionId, RegionLocalState>,
+    assemblies: BTreeMap<RegionId, Option<Assembly>>,
+    outbound: Vec<RaftMessage>,
+    responses: Responses,
+    next_read_id: u64,
+    poisoned: bool,
+    stats: StoreStats,
+}
+
+impl Store {
+    /// Opens the store on `engine`, recovering every peer from its region, raft and apply
+    /// states (after a crash: from what the disk kept).
+    pub fn open(store_id: StoreId, engine: Arc<Engine>, config: StoreConfig) -> Result<Store> {
+        let mut store = Store {
+            store_id,
+            engine,
+            config,
+            peers: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            assemblies: BTreeMap::new(),
+            outbound: Vec::new(),
+            responses: Vec::new(),
+            next_read_id: 1,
+            poisoned: false,
+            stats: StoreStats::default(),
+        };
+        let (start, end) = keys::region_state_range();
+        for (key, value) in store.engine.scan(Cf::Raft, &start, Some(&end), usize::MAX)? {
+            let region_id = keys::region_id_of_state_key(&key);
+            let state: RegionLocalState = decode(&value)?;
+            if state.state == PeerState::Tombstone {
+                store.tombstones.insert(region_id, state);
+                continue;
+            }
+            let Some(me) = state.region.peer_on_store(store_id).cloned() else {
+                panic!(
+                    "store {store_id}: region {region_id} is recorded here but lists no peer on this store"
+                );
+            };
+            let storage = PeerStorage::load(store.engine.clone(), state.region, me.id)?;
+            store.peers.insert(region_id, Peer::new(&store.config, me, storage)?);
+        }
+        Ok(store)
+    }
+
+    pub fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Writes the initial state of `region` (its first peers named in it) and starts this
+    /// store's peer. Every store listed in the region bootstraps it the same way.
+    pub fn bootstrap_first_region(&mut self, region: Region) -> Result<()> {
+        self.check_poisoned()?;
+        if self.peers.contains_key(&region.id) || self.tombstones.contains_key(&region.id) {
+            return Err(Error::RegionExists(region.id));
+        }
+        let Some(me) = region.peer_on_store(self.store_id).cloned() else {
+            return Err(Error::InvalidBootstrap(format!(
+                "region lists no peer on store {}",
+                self.store_id
+            )));
+        };
+        if !region.peers.iter().any(|p| p.role == PeerRole::Voter) {
+            return Err(Error::InvalidBootstrap("region has no voter".to_string()));
+        }
+        let mut batch = WriteBatch::new();
+        PeerStorage::write_bootstrap_state(&mut batch, &region)?;
+        self.engine.write(&batch, true)?;
+        let storage = PeerStorage::load(self.engine.clone(), region.clone(), me.id)?;
+        self.peers.insert(region.id, Peer::new(&self.config, me, storage)?);
+        Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned { Err(Error::Poisoned) } else { Ok(()) }
+    }
+
+    /// One Raft tick for every peer.
+    pub fn tick(&mut self) {
+        for peer in self.peers.values_mut() {
+            peer.tick(&self.config);
+        }
+    }
+
+    /// Starts an election on this store's peer of `region_id` now (tests, bootstrap).
+    pub fn campaign(&mut self, region_id: RegionId) -> Result<()> {
+        if let Some(peer) = self.peers.get_mut(&region_id) {
+            peer.raw.campaign()?;
+        }
+        Ok(())
+    }
+
+    /// Starts `cmd`; its response comes back through `take_responses` with `token`. An error
+    /// here means the command was not started (a definite failure).
+    pub fn propose(
+        &mut self,
+        cmd: RaftCmdRequest,
+        token: ReqToken,
+    ) -> std::result::Result<(), RegionError> {
+        let region_id = cmd.header.region_id;
+        if self.poisoned {
+            return Err(RegionError::ServerIsBusy {
+                reason: "store poisoned by an engine failure".to_string(),
+            });
+        }
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return Err(RegionError::RegionNotFound { region_id });
+        };
+        let read_id = self.next_read_id;
+        self.next_read_id += 1;
+        peer.propose(&self.config, cmd, token, read_id, &mut self.responses)
+    }
+
+    /// Responses to proposals, in the order they were produced.
+    pub fn take_responses(&mut self) -> Vec<(ReqToken, RaftCmdResponse)> {
+        std::mem::take(&mut self.responses)
+    }
+
+    /// Messages to other stores, in the order they were produced.
+    pub fn take_outbound(&mut self) -> Vec<RaftMessage> {
+        std::mem::take(&mut self.outbound)
+    }
+
+    /// Whether some peer has a Ready to handle.
+    pub fn has_ready(&self) -> bool {
+        self.peers.values().any(|p| p.raw.has_ready())
+    }
+
+    /// Handles the Ready of every peer that has one: persist all of them with one synced engine
+    /// write, then send their messages, apply, serve reads and advance. Call again while
+    /// `has_ready()` holds. An error poisons the store.
+    pub fn handle_ready(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        let result = self.handle_ready_inner();
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn handle_ready_inner(&mut self) -> Result<()> {
+        let ids: Vec<RegionId> =
+            self.peers.iter().filter(|(_, p)| p.raw.has_ready()).map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        let mut readies = Vec::with_capacity(ids.len());
+        for id in ids {
+            let peer = self.peers.get_mut(&id).expect("listed above");
+            let mut rd = peer.raw.ready();
+            peer.raw.persist(&mut rd)?;
+            append_batch(&mut batch, peer.raw.store_mut().take_pending());
+            readies.push((id, rd));
+        }
+        if !batch.is_empty() {
+            self.engine.write(&batch, true)?;
+        }
+        let mut destroyed = Vec::new();
+        for (id, mut rd) in readies {
+            self.stats.readies_handled += 1;
+            let peer = self.peers.get_mut(&id).expect("listed above");
+            for m in rd.take_messages() {
+                if let Some(msg) = peer.wrap(m) {
+                    push_outbound(&mut self.outbound, &mut self.stats, &self.config, msg);
+                } else {
+                    self.stats.messages_dropped += 1;
+                }
+            }
+            if let Some(ss) = rd.soft_state() {
+                peer.on_soft_state(ss, &mut self.responses);
+            }
+            if rd.snapshot().is_some() {
+                // The log was replaced: nothing proposed here before can be matched any more.
+                peer.fail_all(RegionError::StaleCommand, &mut self.responses);
+                self.stats.snapshots_received += 1;
+            }
+            peer.apply_committed(rd.committed_entries(), &self.engine, &mut self.responses)?;
+            peer.on_read_states(rd.read_states());
+            peer.raw.advance(rd);
+            peer.serve_reads(&self.engine, &mut self.responses)?;
+            for to in std::mem::take(&mut peer.tombstones_to_send) {
+                let msg = tombstone_message(peer.region(), &peer.meta, to);
+                self.outbound.push(msg);
+                self.stats.tombstones_sent += 1;
+            }
+            if peer.pending_destroy {
+                destroyed.push(id);
+            }
+        }
+        for id in destroyed {
+            self.destroy_peer(id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a peer's raft state and data, keeps a tombstone, drops it from the router.
+    fn destroy_peer(&mut self, region_id: RegionId) -> Result<()> {
+        let Some(mut peer) = self.peers.remove(&region_id) else { return Ok(()) };
+        let mut batch = WriteBatch::new();
+        peer.raw.store().write_destroy(&mut batch)?;
+        self.engine.write(&batch, true)?;
+        peer.fail_all(RegionError::RegionNotFound { region_id }, &mut self.responses);
+        let region = peer.region().clone();
+        self.tombstones.insert(region_id, RegionLocalState { state: PeerState::Tombstone, region });
+        self.assemblies.remove(&region_id);
+        self.stats.peers_destroyed += 1;
+        Ok(())
+    }
+
+    /// Delivers a message from another store.
+    pub fn on_raft_message(&mut self, msg: RaftMessage) -> Result<()> {
+        self.check_poisoned()?;
+        let result = self.on_raft_message_inner(msg);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn on_raft_message_inner(&mut self, msg: RaftMessage) -> Result<()> {
+        if msg.to_peer.store_id != self.store_id {
+            self.stats.messages_dropped += 1;
+            return Ok(());
+        }
+        if msg.is_tombstone {
+            return self.on_tombstone(&msg);
+        }
+        let msg = if msg.snapshot_chunk.is_some() {
+            let slot = self.assemblies.entry(msg.region_id).or_default();
+            match feed_chunk(slot, msg, self.config.max_snapshot_chunks) {
+                Fed::Incomplete => return Ok(()),
+                Fed::Rejected(_) => {
+                    self.stats.snapshots_rejected += 1;
+                    return Ok(());
+                }
+                Fed::Complete(m) => *m,
+            }
+        } else {
+            msg
+        };
+        if !self.maybe_create_peer(&msg)? {
+            self.stats.messages_dropped += 1;
+            return Ok(());
+        }
+        let peer = self.peers.get_mut(&msg.region_id).expect("created or found above");
+        let from_is_member = peer.region().peers.iter().any(|p| p.id == msg.from_peer.id);
+        if peer.raw.store().is_initialized()
+            && !from_is_member
+            && msg.region_epoch.conf_ver < peer.region().epoch.conf_ver
+        {
+            // The sender was removed and does not know it yet: tell it.
+            let to = msg.from_peer.clone();
+            let tomb = tombstone_message(peer.region(), &peer.meta, to);
+            self.outbound.push(tomb);
+            self.stats.tombstones_sent += 1;
+            return Ok(());
+        }
+        peer.peer_cache.insert(msg.from_peer.id, msg.from_peer.clone());
+        // Errors here are stale or misdirected messages (e.g. a response from a removed
+        // peer); Raft ignores them and so do we.
+        let _ = peer.raw.step(msg.message);
+        Ok(())
+    }
+
+    /// Finds the message's peer, creating an uninitialized one for a message from a leader
+    /// (it will be filled by a snapshot). Returns whether the message should be stepped.
+    fn maybe_create_peer(&mut self, msg: &RaftMessage) -> Result<bool> {
+        if let Some(peer) = self.peers.get(&msg.region_id) {
+            if msg.to_peer.id == peer.meta.id {
+                return Ok(true);
+            }
+            if msg.to_peer.id < peer.meta.id {
+                return Ok(false); // For an older incarnation of this store's peer.
+            }
+            // A newer peer id: ours was removed (and possibly re-added as a new peer).
+            if peer.raw.store().is_initialized()
+                && msg.region_epoch.conf_ver <= peer.region().epoch.conf_ver
+            {
+                return Ok(false);
+            }
+            self.destroy_peer(msg.region_id)?;
+        }
+        if let Some(tomb) = self.tombstones.get(&msg.region_id) {
+            let old_id = tomb.region.peer_on_store(self.store_id).map_or(0, |p| p.id);
+            if msg.to_peer.id <= old_id || msg.region_epoch.conf_ver <= tomb.region.epoch.conf_ver {
+                return Ok(false);
+            }
+        }
+        let from_leader = matches!(
+            msg.message.msg_type,
+            MessageType::Append | MessageType::Heartbeat | MessageType::Snapshot
+        );
+        if !from_leader {
+            return Ok(false);
+        }
+        let storage =
+            PeerStorage::new_uninitialized(self.engine.clone(), msg.region_id, msg.to_peer.id)?;
+        let peer = Peer::new(&self.config, msg.to_peer.clone(), storage)?;
+        self.peers.insert(msg.region_id, peer);
+        self.stats.peers_created += 1;
+        Ok(true)
+    }
+
+    /// A tombstone destroys this store's peer if it is the one named and older than the
+    /// sender's view of the region.
+    fn on_tombstone(&mut self, msg: &RaftMessage) -> Result<()> {
+        let Some(peer) = self.peers.get(&msg.region_id) else { return Ok(()) };
+        if peer.meta.id != msg.to_peer.id {
+            return Ok(());
+        }
+        let stale = !peer.raw.store().is_initialized()
+            || peer.region().epoch.conf_ver < msg.region_epoch.conf_ver;
+        if stale {
+            self.destroy_peer(msg.region_id)?;
+        }
+        Ok(())
+    }
+
+    /// The region as this store's peer knows it.
+    pub fn region(&self, region_id: RegionId) -> Option<&Region> {
+        self.peers.get(&region_id).map(Peer::region)
+    }
+
+    /// Regions with a peer on this store, in id order.
+    pub fn region_ids(&self) -> Vec<RegionId> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// Whether the region's peer here was destroyed.
+    pub fn is_tombstone(&self, region_id: RegionId) -> bool {
+        self.tombstones.contains_key(&region_id) && !self.peers.contains_key(&region_id)
+    }
+
+    pub fn is_leader(&self, region_id: RegionId) -> bool {
+        self.peers.get(&region_id).is_some_and(Peer::is_leader)
+    }
+
+    pub fn peer_status(&self, region_id: RegionId) -> Option<PeerStatus> {
+        let peer = self.peers.get(&region_id)?;
+        let storage = peer.storage();
+        let raft = &peer.raw.raft;
+        Some(PeerStatus {
+            peer: peer.meta.clone(),
+            region: storage.region().clone(),
+            role: raft.role,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied_index: storage.applied_index(),
+            truncated_index: storage.truncated_state().index,
+            last_index: storage.last_index(),
+            pending_proposals: peer.proposals.len(),
+            pending_reads: peer.reads.len(),
+        })
+    }
+}
+
+fn tombstone_message(region: &Region, from: &metapb::Peer, to: metapb::Peer) -> RaftMessage {
+    RaftMessage {
+        region_id: region.id,
+        from_peer: from.clone(),
+        to_peer: to,
+        region_epoch: region.epoch,
+        is_tombstone: true,
+        ..Default::default()
+    }
+}
+
+fn push_outbound(
+    out: &mut Vec<RaftMessage>,
+    stats: &mut StoreStats,
+    cfg: &StoreConfig,
+    msg: RaftMessage,
+) {
+    if msg.message.msg_type != MessageType::Snapshot {
+        out.push(msg);
+        return;
+    }
+    let chunks = split_into_chunks(msg, cfg.snapshot_chunk_size_bytes);
+    stats.snapshots_sent += 1;
+    stats.snapshot_chunks_sent += chunks.len() as u64;
+    out.extend(chunks);
+}
+
+/// Appends `from`'s mutations to `into`, in order.
+fn append_batch(into: &mut WriteBatch, from: WriteBatch) {
+    for (cf, m) in from.ops() {
+        match m {
+            Mutation::Put { key, value } => into.put(*cf, key, value),
+            Mutation::Delete { key } => into.delete(*cf, key),
+            Mutation::DeleteRange { start, end } => into.delete_range(*cf, start, end.as_deref()),
+        };
+    }
+}

@@ -1,0 +1,213 @@
+//! Crash recovery, log GC with chunked snapshots, membership change, stale peer GC and leader
+//! transfer.
+
+mod common;
+
+use common::{Cluster, REGION_ID, get_req, put_req, test_config};
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::metapb::{Peer, PeerRole};
+use minikv_proto::raft_cmdpb::{AdminRequest, RaftCmdRequest};
+use minikv_raft::ConfChangeType;
+use minikv_raftstore::StoreConfig;
+
+fn gc_config() -> StoreConfig {
+    StoreConfig {
+        raft_log_gc_count_limit: 20,
+        raft_log_gc_threshold_entries: 10,
+        snapshot_chunk_size_bytes: 256,
+        ..test_config()
+    }
+}
+
+#[test]
+fn crash_of_every_store_recovers_all_acknowledged_writes() {
+    let mut c = Cluster::new(3, 3, 11, test_config());
+    c.wait_leader(100);
+    for i in 0..30u32 {
+        c.put(format!("k{i:02}").as_bytes(), format!("v{i}").as_bytes());
+    }
+    for id in 1..=3 {
+        c.crash(id);
+    }
+    for id in 1..=3 {
+        c.restart(id);
+    }
+    c.wait_leader(200);
+    for i in 0..30u32 {
+        assert_eq!(
+            c.get(format!("k{i:02}").as_bytes()),
+            Some(format!("v{i}").into_bytes()),
+            "k{i:02}"
+        );
+    }
+    c.put(b"after", b"restart");
+    assert_eq!(c.get(b"after"), Some(b"restart".to_vec()));
+}
+
+#[test]
+fn log_gc_bounds_the_log_and_a_lagging_peer_catches_up_by_chunked_snapshot() {
+    let mut c = Cluster::new(3, 3, 12, gc_config());
+    let leader = c.wait_leader(100);
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    c.crash(lagging);
+    for i in 0..120u32 {
+        c.put(format!("key{i:03}").as_bytes(), &[b'x'; 40]);
+    }
+    c.run_ticks(20);
+    let st = c.store(leader).peer_status(REGION_ID).unwrap();
+    assert!(
+        st.applied_index - st.truncated_index <= 2 * gc_config().raft_log_gc_count_limit,
+        "log not bounded: applied {} truncated {}",
+        st.applied_index,
+        st.truncated_index
+    );
+    assert!(st.truncated_index > 100, "log was never compacted: {st:?}");
+    c.restart(lagging);
+    c.run_ticks(80);
+    let stats = c.store(leader).stats().clone();
+    assert!(
+        stats.snapshots_sent >= 1 && stats.snapshot_chunks_sent > stats.snapshots_sent,
+        "{stats:?}"
+    );
+    assert!(c.store(lagging).stats().snapshots_received >= 1);
+    assert_eq!(c.engine_get(lagging, b"key119"), Some(vec![b'x'; 40]));
+    assert_eq!(c.engine_get(lagging, b"key000"), Some(vec![b'x'; 40]));
+    // The caught-up peer survives another crash with its snapshot-installed state.
+    c.crash(lagging);
+    c.restart(lagging);
+    assert_eq!(c.engine_get(lagging, b"key050"), Some(vec![b'x'; 40]));
+}
+
+#[test]
+fn add_learner_promote_and_remove_bump_conf_ver_and_destroy_data() {
+    let mut c = Cluster::new(5, 3, 13, gc_config());
+    c.wait_leader(100);
+    for i in 0..40u32 {
+        c.put(format!("k{i:02}").as_bytes(), b"v");
+    }
+    let conf_ver0 = c.region(c.leader().unwrap()).epoch.conf_ver;
+    let stale_header = c.header(c.leader().unwrap());
+    let region = c.change_peer(
+        ConfChangeType::AddLearnerNode,
+        Peer { id: 4, store_id: 4, role: PeerRole::Learner },
+    );
+    assert_eq!(region.epoch.conf_ver, conf_ver0 + 1);
+    c.run_ticks(40);
+    assert_eq!(
+        c.engine_get(4, b"k39"),
+        Some(b"v".to_vec()),
+        "the learner got the data by snapshot"
+    );
+    let region =
+        c.change_peer(ConfChangeType::AddNode, Peer { id: 4, store_id: 4, role: PeerRole::Voter });
+    assert_eq!(region.epoch.conf_ver, conf_ver0 + 2);
+    assert_eq!(region.peer_on_store(4).unwrap().role, PeerRole::Voter);
+    let region =
+        c.change_peer(ConfChangeType::AddNode, Peer { id: 5, store_id: 5, role: PeerRole::Voter });
+    assert_eq!(region.epoch.conf_ver, conf_ver0 + 3);
+    c.put(b"five", b"voters");
+    c.run_ticks(40);
+    assert_eq!(c.engine_get(5, b"five"), Some(b"voters".to_vec()));
+    // A request carrying the old epoch is refused.
+    let leader = c.leader().unwrap();
+    let stale = RaftCmdRequest {
+        header: minikv_proto::raft_cmdpb::RaftRequestHeader {
+            peer: c.region(leader).peer_on_store(leader).unwrap().clone(),
+            ..stale_header
+        },
+        requests: vec![],
+        admin: Some(AdminRequest::ChangePeer {
+            change_type: ConfChangeType::RemoveNode,
+            peer: Peer { id: 5, store_id: 5, role: PeerRole::Voter },
+        }),
+    };
+    match c.propose(leader, stale) {
+        Err(RegionError::EpochNotMatch { current_regions }) => {
+            assert_eq!(current_regions[0].epoch.conf_ver, conf_ver0 + 3);
+        }
+        other => panic!("expected EpochNotMatch, got {other:?}"),
+    }
+    // Remove a follower: its store destroys the peer and its data.
+    let victim = (1..=5).find(|id| *id != leader).unwrap();
+    let region = c.change_peer(
+        ConfChangeType::RemoveNode,
+        Peer { id: victim, store_id: victim, role: PeerRole::Voter },
+    );
+    assert_eq!(region.epoch.conf_ver, conf_ver0 + 4);
+    c.run_ticks(60);
+    assert!(c.store(victim).is_tombstone(REGION_ID), "removed peer destroyed");
+    assert_eq!(c.engine_get(victim, b"k00"), None, "removed peer's data deleted");
+    assert!(matches!(
+        c.store_mut(victim).propose(RaftCmdRequest::default(), minikv_raftstore::ReqToken(1)),
+        Err(RegionError::RegionNotFound { .. })
+    ));
+    // It stays destroyed across a restart, and the region keeps serving.
+    c.crash(victim);
+    c.restart(victim);
+    assert!(c.store(victim).is_tombstone(REGION_ID));
+    c.put(b"after-remove", b"ok");
+    assert_eq!(c.get(b"k10"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn removed_peer_that_missed_its_removal_is_destroyed_by_tombstone() {
+    let mut c = Cluster::new(3, 3, 14, test_config());
+    let leader = c.wait_leader(100);
+    c.put(b"a", b"1");
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
+    c.partition(&[victim], &others);
+    c.change_peer(
+        ConfChangeType::RemoveNode,
+        Peer { id: victim, store_id: victim, role: PeerRole::Voter },
+    );
+    c.put(b"b", b"2");
+    assert!(!c.store(victim).is_tombstone(REGION_ID), "partitioned: it cannot know yet");
+    c.heal();
+    c.run_ticks(100);
+    assert!(c.store(victim).is_tombstone(REGION_ID), "tombstone reached the removed peer");
+    assert_eq!(c.engine_get(victim, b"a"), None);
+}
+
+#[test]
+fn leader_transfer_moves_leadership() {
+    let mut c = Cluster::new(3, 3, 15, test_config());
+    let leader = c.wait_leader(100);
+    c.put(b"k", b"v");
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    let peer = c.region(leader).peer_on_store(target).unwrap().clone();
+    c.call(leader, vec![], Some(AdminRequest::TransferLeader { peer })).expect("transfer accepted");
+    c.run_ticks(20);
+    assert_eq!(c.leader(), Some(target));
+    assert_eq!(c.get(b"k"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn key_outside_region_stale_version_and_unknown_region_are_refused() {
+    let mut c = Cluster::with_region_end(3, 3, 16, test_config(), b"m".to_vec());
+    let leader = c.wait_leader(100);
+    let mut cmd =
+        RaftCmdRequest { header: c.header(leader), requests: vec![get_req(b"k")], admin: None };
+    cmd.header.region_id = 99;
+    assert_eq!(c.propose(leader, cmd), Err(RegionError::RegionNotFound { region_id: 99 }));
+    let cmd = RaftCmdRequest {
+        header: c.header(leader),
+        requests: vec![put_req(b"z", b"v")],
+        admin: None,
+    };
+    match c.propose(leader, cmd) {
+        Err(RegionError::KeyNotInRegion { key, end_key, .. }) => {
+            assert_eq!((key, end_key), (b"z".to_vec(), b"m".to_vec()));
+        }
+        other => panic!("expected KeyNotInRegion, got {other:?}"),
+    }
+    let mut cmd = RaftCmdRequest {
+        header: c.header(leader),
+        requests: vec![put_req(b"a", b"v")],
+        admin: None,
+    };
+    cmd.header.region_epoch.version -= 1;
+    assert!(matches!(c.propose(leader, cmd), Err(RegionError::EpochNotMatch { .. })));
+    c.put(b"a", b"v");
+    assert_eq!(c.get(b"a"), Some(b"v".to_vec()));
+}

@@ -1,0 +1,46 @@
+//! Node configuration: where it listens, where the other stores are, its tick length and its
+//! bounds, each named with its unit.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use minikv_proto::metapb::StoreId;
+use minikv_raftstore::StoreConfig;
+
+/// Tunables of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub store_id: StoreId,
+    /// The address the node's endpoint binds (stores and clients send here).
+    pub listen_addr: SocketAddr,
+    /// Every store's address, this one's included (Raft messages are routed by store id).
+    pub stores: BTreeMap<StoreId, SocketAddr>,
+    /// Length of one Raft tick on the node's clock.
+    pub tick_interval_ms: u64,
+    /// Client requests waiting on the store at once; more are refused with `ServerIsBusy`.
+    pub max_pending_requests: usize,
+    /// Largest message the node receives (bigger ones are dropped as undecodable).
+    pub max_message_bytes: usize,
+    pub store: StoreConfig,
+}
+
+impl NodeConfig {
+    pub fn new(
+        store_id: StoreId,
+        stores: BTreeMap<StoreId, SocketAddr>,
+        store: StoreConfig,
+    ) -> NodeConfig {
+        let listen_addr = *stores
+            .get(&store_id)
+            .unwrap_or_else(|| panic!("store {store_id} is not in the address map {stores:?}"));
+        NodeConfig {
+            store_id,
+            listen_addr,
+            stores,
+            tick_interval_ms: 10,
+            max_pending_requests: 4096,
+            max_message_bytes: 4 << 20,
+            store,
+        }
+    }
+}

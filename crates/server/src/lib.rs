@@ -1,0 +1,19 @@
+//! minikv-server: a node is a `Store` plus its RPC surface over `madsim::net` (real TCP
+//! outside simulation). One event loop per node; see `node`.
+//!
+//! `sim_cluster` (only under `cfg(madsim)`) builds whole clusters of nodes on simulated disks
+//! for tests and benchmarks.
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod node;
+pub mod probe;
+#[cfg(madsim)]
+pub mod sim_cluster;
+
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use minikv_client::Clock;
+pub use node::Node;
+pub use probe::{NodeProbe, ProbeState};

@@ -1,0 +1,279 @@
+//! A node: one `Store` and its RPC surface, driven by one event loop. The loop ticks the store
+//! on the node's clock, feeds it Raft messages and client requests, runs its Readies, sends
+//! what it produced (fire-and-forget: a lost Raft message is Raft's problem) and answers
+//! clients from `take_responses`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::Endpoint;
+use minikv_client::Clock;
+use minikv_engine::Engine;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::kvrpc::{
+    KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, RaftMessageBatch, TAG_KV_REQUEST,
+    TAG_KV_RESPONSE, TAG_RAFT,
+};
+use minikv_proto::metapb::{Region, StoreId};
+use minikv_proto::raft_serverpb::RaftMessage;
+use minikv_proto::{decode, encode};
+use minikv_raftstore::{ReqToken, Store};
+use tokio::sync::mpsc;
+
+use crate::config::NodeConfig;
+use crate::convert::{Expect, to_command, to_response};
+use crate::error::{Error, Result};
+use crate::probe::NodeProbe;
+
+/// What the receiver tasks hand to the loop.
+#[derive(Debug)]
+enum Event {
+    Raft(RaftMessageBatch),
+    Kv(KvRequestEnvelope, SocketAddr),
+}
+
+/// A client request waiting for the store's answer.
+#[derive(Debug)]
+struct Waiting {
+    from: SocketAddr,
+    request_id: u64,
+    expect: Expect,
+}
+
+/// A store with its endpoint, ready to run.
+pub struct Node {
+    config: NodeConfig,
+    store: Store,
+    clock: Clock,
+    endpoint: Endpoint,
+    probe: NodeProbe,
+    waiting: BTreeMap<ReqToken, Waiting>,
+    next_token: u64,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .field("waiting", &self.waiting.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the store on `engine` (recovering whatever its disk holds), bootstraps `bootstrap`
+    /// if given and the store hosts no region yet, and binds the endpoint.
+    pub async fn start(
+        config: NodeConfig,
+        engine: Arc<Engine>,
+        clock: Clock,
+        probe: NodeProbe,
+        bootstrap: Option<Region>,
+    ) -> Result<Node> {
+        let mut store = Store::open(config.store_id, engine.clone(), config.store.clone())?;
+        if let Some(region) = bootstrap
+            && store.region_ids().is_empty()
+            && !store.is_tombstone(region.id)
+        {
+            store.bootstrap_first_region(region)?;
+        }
+        let endpoint = Endpoint::bind(config.listen_addr)
+            .await
+            .map_err(|e| Error::Transport(format!("bind {}: {e}", config.listen_addr)))?;
+        probe.update(|p| p.engine = Some(engine));
+        Ok(Node { config, store, clock, endpoint, probe, waiting: BTreeMap::new(), next_token: 1 })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs the event loop until the store fails (then the node must be restarted from its
+    /// disk). Never returns `Ok` in normal operation.
+    pub async fn run(mut self) -> Result<()> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        spawn_receiver(self.endpoint.clone(), TAG_RAFT, self.config.max_message_bytes, tx.clone());
+        spawn_receiver(self.endpoint.clone(), TAG_KV_REQUEST, self.config.max_message_bytes, tx);
+        let tick_ms = self.config.tick_interval_ms;
+        assert!(tick_ms > 0, "tick_interval_ms must be positive");
+        let mut next_tick_ms = self.clock.now_ms() + tick_ms;
+        loop {
+            let now = self.clock.now_ms();
+            if now >= next_tick_ms {
+                self.store.tick();
+                self.publish_tick();
+                // A clock that jumped ahead gets one tick, not a burst.
+                next_tick_ms = (next_tick_ms + tick_ms).max(now + 1);
+            } else {
+                let wait = Duration::from_millis(next_tick_ms - now);
+                match madsim::time::timeout(wait, rx.recv()).await {
+                    Ok(Some(event)) => self.on_event(event)?,
+                    Ok(None) => return Ok(()),
+                    Err(_elapsed) => {}
+                }
+                // Take everything already queued before running Readies: one synced write
+                // covers them all.
+                while let Ok(event) = rx.try_recv() {
+                    self.on_event(event)?;
+                }
+            }
+            self.drive()?;
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Raft(batch) => {
+                let n = batch.messages.len() as u64;
+                self.probe.update(|p| p.raft_messages_received += n);
+                for msg in batch.messages {
+                    self.store.on_raft_message(msg)?;
+                }
+            }
+            Event::Kv(envelope, from) => self.on_kv_request(envelope, from),
+        }
+        Ok(())
+    }
+
+    fn on_kv_request(&mut self, envelope: KvRequestEnvelope, from: SocketAddr) {
+        let KvRequestEnvelope { request_id, context, request } = envelope;
+        if let KvRequest::LocateKey { key } = &request {
+            let response = self.locate(key);
+            self.reply(from, request_id, response);
+            return;
+        }
+        if self.waiting.len() >= self.config.max_pending_requests {
+            self.probe.update(|p| p.busy_rejections += 1);
+            let reason = format!("{} client requests pending", self.waiting.len());
+            self.reply(
+                from,
+                request_id,
+                KvResponse::RegionError(RegionError::ServerIsBusy { reason }),
+            );
+            return;
+        }
+        let Some((cmd, expect)) = to_command(&context, request) else {
+            unreachable!("LocateKey is answered above");
+        };
+        if cmd.requests.is_empty() && cmd.admin.is_none() {
+            let response = to_response(Default::default(), &expect);
+            self.reply(from, request_id, response);
+            return;
+        }
+        let token = ReqToken(self.next_token);
+        self.next_token += 1;
+        match self.store.propose(cmd, token) {
+            Ok(()) => {
+                self.waiting.insert(token, Waiting { from, request_id, expect });
+            }
+            Err(e) => self.reply(from, request_id, KvResponse::RegionError(e)),
+        }
+    }
+
+    /// The region holding `key` on this store and its leader, as this store knows them.
+    fn locate(&self, key: &[u8]) -> KvResponse {
+        for region_id in self.store.region_ids() {
+            let Some(status) = self.store.peer_status(region_id) else { continue };
+            if !status.region.contains_key(key) || status.region.peers.is_empty() {
+                continue;
+            }
+            let leader = status.region.peers.iter().find(|p| p.id == status.leader_id).cloned();
+            return KvResponse::Located { region: status.region, leader };
+        }
+        KvResponse::RegionError(RegionError::RegionNotFound { region_id: 0 })
+    }
+
+    /// Runs Readies until none is left, then sends messages and answers.
+    fn drive(&mut self) -> Result<()> {
+        while self.store.has_ready() {
+            self.store.handle_ready()?;
+        }
+        let outbound = self.store.take_outbound();
+        if !outbound.is_empty() {
+            self.send_raft(outbound);
+        }
+        for (token, response) in self.store.take_responses() {
+            // Answers to requests not from clients (none yet) have no waiter.
+            let Some(w) = self.waiting.remove(&token) else { continue };
+            let response = to_response(response, &w.expect);
+            self.reply(w.from, w.request_id, response);
+        }
+        Ok(())
+    }
+
+    fn send_raft(&mut self, outbound: Vec<RaftMessage>) {
+        let mut by_store: BTreeMap<StoreId, Vec<RaftMessage>> = BTreeMap::new();
+        for msg in outbound {
+            by_store.entry(msg.to_peer.store_id).or_default().push(msg);
+        }
+        let mut batches = 0;
+        for (store_id, messages) in by_store {
+            let Some(addr) = self.config.stores.get(&store_id).copied() else { continue };
+            let bytes = encode(&RaftMessageBatch { messages }).expect("raft messages encode");
+            send_detached(self.endpoint.clone(), addr, TAG_RAFT, bytes);
+            batches += 1;
+        }
+        self.probe.update(|p| p.raft_batches_sent += batches);
+    }
+
+    fn reply(&mut self, to: SocketAddr, request_id: u64, response: KvResponse) {
+        let bytes = encode(&KvResponseEnvelope { request_id, response }).expect("responses encode");
+        send_detached(self.endpoint.clone(), to, TAG_KV_RESPONSE, bytes);
+        self.probe.update(|p| p.requests_answered += 1);
+    }
+
+    fn publish_tick(&self) {
+        let store = &self.store;
+        self.probe.update(|p| {
+            p.ticks += 1;
+            p.peers.clear();
+            for region_id in store.region_ids() {
+                if let Some(status) = store.peer_status(region_id) {
+                    let span = status.applied_index.saturating_sub(status.truncated_index);
+                    p.max_applied_minus_truncated = p.max_applied_minus_truncated.max(span);
+                    p.peers.insert(region_id, status);
+                }
+            }
+        });
+    }
+}
+
+/// Sends without waiting: the loop must not block on a slow or dead peer.
+fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
+    drop(madsim::task::spawn(async move {
+        // A failed send is a lost message; Raft and the client's deadline deal with it.
+        let _ = endpoint.send_to(to, tag, &bytes).await;
+    }));
+}
+
+/// Receives messages with `tag` forever and forwards them to the loop. Runs in its own task
+/// so that no message is lost to a cancelled receive.
+fn spawn_receiver(
+    endpoint: Endpoint,
+    tag: u64,
+    max_message_bytes: usize,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    drop(madsim::task::spawn(async move {
+        let mut buf = vec![0u8; max_message_bytes];
+        loop {
+            let Ok((len, from)) = endpoint.recv_from(tag, &mut buf).await else { return };
+            let event = match tag {
+                TAG_RAFT => match decode::<RaftMessageBatch>(&buf[..len]) {
+                    Ok(batch) => Event::Raft(batch),
+                    Err(_) => continue,
+                },
+                _ => match decode::<KvRequestEnvelope>(&buf[..len]) {
+                    Ok(envelope) => Event::Kv(envelope, from),
+                    Err(_) => continue,
+                },
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    }));
+}

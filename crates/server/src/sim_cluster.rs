@@ -1,0 +1,254 @@
+//! A cluster of nodes inside the madsim simulator (only under `cfg(madsim)`): one simulated
+//! node per store on its own `SimDisk`, crash (power loss: unsynced data is gone) and restart,
+//! partitions and packet loss, and probes into every node. Tests and benchmarks share it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId;
+use minikv_client::Clock;
+use minikv_engine::{Cf, Engine, SimDisk, SimDiskConfig};
+use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, StoreId};
+use minikv_raftstore::StoreConfig;
+
+use crate::config::NodeConfig;
+use crate::node::Node;
+use crate::probe::{NodeProbe, ProbeState};
+
+/// The port every simulated store listens on.
+pub const STORE_PORT: u16 = 20160;
+/// The id of the region every simulated cluster bootstraps.
+pub const FIRST_REGION_ID: u64 = 1;
+
+/// Shape of a simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimClusterConfig {
+    pub stores: u64,
+    pub tick_interval_ms: u64,
+    pub max_pending_requests: usize,
+    pub store: StoreConfig,
+    /// Seeds the simulated disks (each store derives its own).
+    pub disk_seed: u64,
+}
+
+impl SimClusterConfig {
+    pub fn new(stores: u64, disk_seed: u64) -> SimClusterConfig {
+        SimClusterConfig {
+            stores,
+            tick_interval_ms: 10,
+            max_pending_requests: 4096,
+            store: StoreConfig {
+                snapshot_chunk_size_bytes: 256 << 10,
+                max_size_per_msg_bytes: 256 << 10,
+                rng_seed: disk_seed,
+                ..StoreConfig::default()
+            },
+            disk_seed,
+        }
+    }
+}
+
+struct SimStore {
+    node: NodeHandle,
+    disk: SimDisk,
+    clock: Clock,
+    probe: NodeProbe,
+    up: bool,
+}
+
+impl std::fmt::Debug for SimStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimStore")
+            .field("node", &self.node.id())
+            .field("up", &self.up)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running simulated cluster. Create it inside the simulation (`block_on`).
+pub struct SimCluster {
+    handle: Handle,
+    stores: BTreeMap<StoreId, SimStore>,
+    addrs: BTreeMap<StoreId, SocketAddr>,
+    next_client_ip: u8,
+}
+
+impl std::fmt::Debug for SimCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimCluster").field("stores", &self.stores).finish_non_exhaustive()
+    }
+}
+
+/// The address of simulated store `id`.
+pub fn store_addr(id: StoreId) -> SocketAddr {
+    let id = u8::try_from(id).expect("at most 255 simulated stores");
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, id)), STORE_PORT)
+}
+
+/// Region 1 over every key with one voter per store (peer id = store id).
+pub fn first_region(stores: u64) -> Region {
+    Region {
+        id: FIRST_REGION_ID,
+        start_key: vec![],
+        end_key: vec![],
+        epoch: RegionEpoch { conf_ver: 1, version: 1 },
+        peers: (1..=stores).map(|id| Peer { id, store_id: id, role: PeerRole::Voter }).collect(),
+    }
+}
+
+impl SimCluster {
+    /// Starts `config.stores` nodes, each bootstrapping the first region on its first boot.
+    pub fn start(config: SimClusterConfig) -> SimCluster {
+        let handle = Handle::current();
+        let addrs: BTreeMap<StoreId, SocketAddr> =
+            (1..=config.stores).map(|id| (id, store_addr(id))).collect();
+        let region = first_region(config.stores);
+        let mut stores = BTreeMap::new();
+        for id in 1..=config.stores {
+            let disk = SimDisk::new(
+                config.disk_seed.wrapping_mul(31).wrapping_add(id),
+                SimDiskConfig::default(),
+            );
+            let clock = Clock::new();
+            let probe = NodeProbe::new();
+            let mut node_config = NodeConfig::new(id, addrs.clone(), config.store.clone());
+            node_config.tick_interval_ms = config.tick_interval_ms;
+            node_config.max_pending_requests = config.max_pending_requests;
+            let booted = Arc::new(AtomicBool::new(false));
+            let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
+            let node = handle
+                .create_node()
+                .name(format!("store-{id}"))
+                .ip(addrs[&id].ip())
+                .init(move || {
+                    let engine = Arc::new(
+                        Engine::open(d.clone())
+                            .unwrap_or_else(|e| panic!("store {id}: cannot open engine: {e}")),
+                    );
+                    let first_boot = !booted.swap(true, Ordering::Relaxed);
+                    let bootstrap = first_boot.then(|| r.clone());
+                    let (cfg, clock, probe) = (node_config.clone(), c.clone(), p.clone());
+                    async move {
+                        let node = Node::start(cfg, engine, clock, probe, bootstrap)
+                            .await
+                            .unwrap_or_else(|e| panic!("store {id}: cannot start: {e}"));
+                        if let Err(e) = node.run().await {
+                            panic!("store {id}: node stopped: {e}");
+                        }
+                    }
+                })
+                .build();
+            stores.insert(id, SimStore { node, disk, clock, probe, up: true });
+        }
+        SimCluster { handle, stores, addrs, next_client_ip: 1 }
+    }
+
+    /// Every store's address (what clients are configured with).
+    pub fn addrs(&self) -> BTreeMap<StoreId, SocketAddr> {
+        self.addrs.clone()
+    }
+
+    pub fn store_ids(&self) -> Vec<StoreId> {
+        self.stores.keys().copied().collect()
+    }
+
+    /// A new simulated machine for client tasks (its own IP, never partitioned).
+    pub fn client_node(&mut self, name: &str) -> NodeHandle {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, self.next_client_ip));
+        self.next_client_ip = self.next_client_ip.checked_add(1).expect("at most 255 clients");
+        self.handle.create_node().name(name).ip(ip).build()
+    }
+
+    fn node_id(&self, id: StoreId) -> NodeId {
+        self.stores[&id].node.id()
+    }
+
+    pub fn is_up(&self, id: StoreId) -> bool {
+        self.stores[&id].up
+    }
+
+    /// Power loss: the node's tasks die and its disk loses every unsynced write.
+    pub fn crash(&mut self, id: StoreId) {
+        let node_id = self.node_id(id);
+        let store = self.stores.get_mut(&id).expect("known store");
+        if !store.up {
+            return;
+        }
+        self.handle.kill(node_id);
+        store.disk.crash();
+        store.up = false;
+    }
+
+    /// Boots a crashed node from what its disk kept.
+    pub fn restart(&mut self, id: StoreId) {
+        let node_id = self.node_id(id);
+        let store = self.stores.get_mut(&id).expect("known store");
+        if store.up {
+            return;
+        }
+        self.handle.restart(node_id);
+        store.up = true;
+    }
+
+    /// The node's clock (a nemesis can skew it).
+    pub fn clock(&self, id: StoreId) -> Clock {
+        self.stores[&id].clock.clone()
+    }
+
+    /// Cuts every link between the two groups, both ways.
+    pub fn partition(&self, a: &[StoreId], b: &[StoreId]) {
+        let net = NetSim::current();
+        for x in a {
+            for y in b {
+                net.clog_link(self.node_id(*x), self.node_id(*y));
+                net.clog_link(self.node_id(*y), self.node_id(*x));
+            }
+        }
+    }
+
+    /// Restores every link between stores.
+    pub fn heal(&self) {
+        let net = NetSim::current();
+        for x in self.stores.keys() {
+            for y in self.stores.keys() {
+                if x != y {
+                    net.unclog_link(self.node_id(*x), self.node_id(*y));
+                }
+            }
+        }
+    }
+
+    /// Drops this fraction of every message (stores and clients alike).
+    pub fn set_packet_loss(&self, rate: f64) {
+        NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+    }
+
+    pub fn probe(&self, id: StoreId) -> ProbeState {
+        self.stores[&id].probe.snapshot()
+    }
+
+    /// The store whose peer leads the first region in the highest term, among up stores.
+    pub fn leader(&self) -> Option<StoreId> {
+        self.stores
+            .iter()
+            .filter(|(_, s)| s.up)
+            .filter_map(|(id, s)| {
+                let st = s.probe.snapshot().peers.get(&FIRST_REGION_ID)?.clone();
+                (st.role == minikv_raft::StateRole::Leader).then_some((*id, st.term))
+            })
+            .max_by_key(|(_, term)| *term)
+            .map(|(id, _)| id)
+    }
+
+    /// Every `default` column family pair of store `id`'s current engine.
+    pub fn data(&self, id: StoreId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let engine = self.stores[&id].probe.snapshot().engine.expect("store has started");
+        engine
+            .scan(Cf::Default, &[], None, usize::MAX)
+            .unwrap_or_else(|e| panic!("store {id}: scan failed: {e}"))
+    }
+}
