@@ -17,8 +17,15 @@ pub struct NodeConfig {
     pub stores: BTreeMap<StoreId, SocketAddr>,
     /// Length of one Raft tick on the node's clock.
     pub tick_interval_ms: u64,
+    /// After an idle loop wakes on a message, it keeps gathering messages this long before
+    /// running Readies, so that one synced engine write covers all of them (0: run at once).
+    pub ready_batch_window_ms: u64,
     /// Client requests waiting on the store at once; more are refused with `ServerIsBusy`.
     pub max_pending_requests: usize,
+    /// Receive tasks per message tag. Under madsim every receive costs at least 1 ms of
+    /// simulated time, so one task caps a tag at 1000 messages per simulated second and the
+    /// rest queue up; several tasks receive in parallel.
+    pub receive_tasks_per_tag: usize,
     /// Largest message the node receives (bigger ones are dropped as undecodable).
     pub max_message_bytes: usize,
     pub store: StoreConfig,
@@ -38,7 +45,9 @@ impl NodeConfig {
             listen_addr,
             stores,
             tick_interval_ms: 10,
+            ready_batch_window_ms: 1,
             max_pending_requests: 4096,
+            receive_tasks_per_tag: 32,
             max_message_bytes: 4 << 20,
             store,
         }

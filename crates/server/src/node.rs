@@ -95,8 +95,18 @@ impl Node {
     /// disk). Never returns `Ok` in normal operation.
     pub async fn run(mut self) -> Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        spawn_receiver(self.endpoint.clone(), TAG_RAFT, self.config.max_message_bytes, tx.clone());
-        spawn_receiver(self.endpoint.clone(), TAG_KV_REQUEST, self.config.max_message_bytes, tx);
+        assert!(self.config.receive_tasks_per_tag > 0, "receive_tasks_per_tag must be positive");
+        for _ in 0..self.config.receive_tasks_per_tag {
+            for tag in [TAG_RAFT, TAG_KV_REQUEST] {
+                spawn_receiver(
+                    self.endpoint.clone(),
+                    tag,
+                    self.config.max_message_bytes,
+                    tx.clone(),
+                );
+            }
+        }
+        drop(tx);
         let tick_ms = self.config.tick_interval_ms;
         assert!(tick_ms > 0, "tick_interval_ms must be positive");
         let mut next_tick_ms = self.clock.now_ms() + tick_ms;
@@ -110,7 +120,10 @@ impl Node {
             } else {
                 let wait = Duration::from_millis(next_tick_ms - now);
                 match madsim::time::timeout(wait, rx.recv()).await {
-                    Ok(Some(event)) => self.on_event(event)?,
+                    Ok(Some(event)) => {
+                        self.on_event(event)?;
+                        self.gather(&mut rx, next_tick_ms).await?;
+                    }
                     Ok(None) => return Ok(()),
                     Err(_elapsed) => {}
                 }
@@ -121,6 +134,31 @@ impl Node {
                 }
             }
             self.drive()?;
+        }
+    }
+
+    /// Keeps taking events for `ready_batch_window_ms` (never past the next tick), so that the
+    /// Readies they cause are handled together.
+    async fn gather(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+        next_tick_ms: u64,
+    ) -> Result<()> {
+        let window_ms = self.config.ready_batch_window_ms;
+        if window_ms == 0 {
+            return Ok(());
+        }
+        let until_ms = (self.clock.now_ms() + window_ms).min(next_tick_ms);
+        loop {
+            let now = self.clock.now_ms();
+            if now >= until_ms {
+                return Ok(());
+            }
+            let wait = Duration::from_millis(until_ms - now);
+            match madsim::time::timeout(wait, rx.recv()).await {
+                Ok(Some(event)) => self.on_event(event)?,
+                Ok(None) | Err(_) => return Ok(()),
+            }
         }
     }
 
@@ -250,7 +288,8 @@ fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
 }
 
 /// Receives messages with `tag` forever and forwards them to the loop. Runs in its own task
-/// so that no message is lost to a cancelled receive.
+/// so that no message is lost to a cancelled receive. Messages over `max_message_bytes` are
+/// dropped.
 fn spawn_receiver(
     endpoint: Endpoint,
     tag: u64,
@@ -258,15 +297,16 @@ fn spawn_receiver(
     tx: mpsc::UnboundedSender<Event>,
 ) {
     drop(madsim::task::spawn(async move {
-        let mut buf = vec![0u8; max_message_bytes];
+        let mut receiver = Receiver::new(max_message_bytes);
         loop {
-            let Ok((len, from)) = endpoint.recv_from(tag, &mut buf).await else { return };
+            let Ok((bytes, from)) = receiver.recv(&endpoint, tag).await else { return };
+            let Some(bytes) = bytes else { continue };
             let event = match tag {
-                TAG_RAFT => match decode::<RaftMessageBatch>(&buf[..len]) {
+                TAG_RAFT => match decode::<RaftMessageBatch>(bytes) {
                     Ok(batch) => Event::Raft(batch),
                     Err(_) => continue,
                 },
-                _ => match decode::<KvRequestEnvelope>(&buf[..len]) {
+                _ => match decode::<KvRequestEnvelope>(bytes) {
                     Ok(envelope) => Event::Kv(envelope, from),
                     Err(_) => continue,
                 },
@@ -276,4 +316,55 @@ fn spawn_receiver(
             }
         }
     }));
+}
+
+/// One receive task's buffer. In simulation the message's own bytes are taken as they are (no
+/// per-task buffer of `max_message_bytes`, no copy); over a real network they are copied into
+/// a buffer of that size.
+#[derive(Debug)]
+struct Receiver {
+    #[cfg(madsim)]
+    max_message_bytes: usize,
+    buf: Vec<u8>,
+}
+
+impl Receiver {
+    #[cfg(madsim)]
+    fn new(max_message_bytes: usize) -> Receiver {
+        Receiver { max_message_bytes, buf: Vec::new() }
+    }
+
+    #[cfg(not(madsim))]
+    fn new(max_message_bytes: usize) -> Receiver {
+        Receiver { buf: vec![0u8; max_message_bytes] }
+    }
+
+    /// The next message with `tag`: its bytes (`None` when too big) and its sender.
+    #[cfg(madsim)]
+    async fn recv(
+        &mut self,
+        endpoint: &Endpoint,
+        tag: u64,
+    ) -> std::io::Result<(Option<&[u8]>, SocketAddr)> {
+        let (payload, from) = endpoint.recv_from_raw(tag).await?;
+        // Every sender of these tags uses `send_to`, which sends a `Vec<u8>`.
+        let Ok(bytes) = payload.downcast::<Vec<u8>>() else { return Ok((None, from)) };
+        if bytes.len() > self.max_message_bytes {
+            return Ok((None, from));
+        }
+        self.buf = *bytes;
+        Ok((Some(&self.buf), from))
+    }
+
+    /// The next message with `tag`: its bytes (`None` when too big) and its sender.
+    #[cfg(not(madsim))]
+    async fn recv(
+        &mut self,
+        endpoint: &Endpoint,
+        tag: u64,
+    ) -> std::io::Result<(Option<&[u8]>, SocketAddr)> {
+        // A bigger message is cut to the buffer's size and then fails to decode.
+        let (len, from) = endpoint.recv_from(tag, &mut self.buf).await?;
+        Ok((Some(&self.buf[..len]), from))
+    }
 }

@@ -29,6 +29,8 @@ pub const FIRST_REGION_ID: u64 = 1;
 pub struct SimClusterConfig {
     pub stores: u64,
     pub tick_interval_ms: u64,
+    /// See `NodeConfig::ready_batch_window_ms`.
+    pub ready_batch_window_ms: u64,
     pub max_pending_requests: usize,
     pub store: StoreConfig,
     /// Seeds the simulated disks (each store derives its own).
@@ -40,6 +42,7 @@ impl SimClusterConfig {
         SimClusterConfig {
             stores,
             tick_interval_ms: 10,
+            ready_batch_window_ms: 1,
             max_pending_requests: 4096,
             store: StoreConfig {
                 snapshot_chunk_size_bytes: 256 << 10,
@@ -117,6 +120,7 @@ impl SimCluster {
             let probe = NodeProbe::new();
             let mut node_config = NodeConfig::new(id, addrs.clone(), config.store.clone());
             node_config.tick_interval_ms = config.tick_interval_ms;
+            node_config.ready_batch_window_ms = config.ready_batch_window_ms;
             node_config.max_pending_requests = config.max_pending_requests;
             let booted = Arc::new(AtomicBool::new(false));
             let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
