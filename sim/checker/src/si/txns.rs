@@ -1,8 +1,6 @@
 //! Converts a history's transactions once into a compact form: dense txn and key ids, micro-ops
 //! that borrow their values from the history, so the analysis never walks JSON structure twice.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use crate::history::{History, Op, OpFn, Outcome};
@@ -174,52 +172,5 @@ impl<'a> ValKey<'a> {
     }
 }
 
-/// A fast multiplicative hasher (the Fx hash of rustc) for lookup-only maps keyed by small
-/// integers and short strings; iteration order never leaks from those maps.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("chunk of 8")));
-        }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        self.add(u64::from_le_bytes(tail));
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-/// A `HashMap` with [`FxHasher`].
-pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+/// The checker's lookup-only map (iteration order never leaks from it).
+pub(crate) type FxMap<K, V> = crate::fxhash::FxHashMap<K, V>;
