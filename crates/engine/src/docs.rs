@@ -74,4 +74,14 @@
 //!   a stale but well-formed sector passes the sector checksum.
 //! - The sector layout makes every redb page straddle two sectors, so sealing a lone page
 //!   reads its two neighbours' sectors; writes are held back and merged into contiguous runs
-//!   until the next read or sync, which removes most of that cost.
+//!   until the next read or sync, which removes most of that cost. A rewrite of held bytes
+//!   (redb rewrites its header page at every commit, synced or not) replaces them in the
+//!   buffer instead of forcing everything held out to the disk.
+//! - Why not keep redb's pages sector-aligned with the checksums out of line (in checksum
+//!   sectors of their own)? Then a page and its checksum live in different sectors, which a
+//!   crash may keep or drop independently: a kept page with a dropped checksum (or the
+//!   reverse) fails its check, so a torn write would read as corruption, unless every commit
+//!   paid an extra `fsync` to order the checksum sector before the page (or the check
+//!   accepted unverified bytes during repair). The in-sector checksum is what lets a torn
+//!   write leave only valid sectors, so the layout stays, and its cost is paid in the
+//!   write-back buffer instead.
