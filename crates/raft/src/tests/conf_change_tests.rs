@@ -280,12 +280,9 @@ fn joint_config_errors() {
     );
 }
 
-#[test]
-fn joint_quorum_needs_both_majorities_to_commit() {
-    let mut r = new_raft(1, &[1, 2, 3], 10, 1);
-    r.become_candidate();
-    r.become_leader();
-    let cc = joint(
+/// {1, 2, 3} -> {1, 4, 5} through an explicit joint configuration.
+fn replace_2_3_with_4_5() -> ConfChangeV2 {
+    joint(
         ConfChangeTransition::JointExplicit,
         &[
             (ConfChangeType::AddNode, 4),
@@ -293,7 +290,15 @@ fn joint_quorum_needs_both_majorities_to_commit() {
             (ConfChangeType::RemoveNode, 2),
             (ConfChangeType::RemoveNode, 3),
         ],
-    );
+    )
+}
+
+#[test]
+fn joint_quorum_needs_both_majorities_to_commit() {
+    let mut r = new_raft(1, &[1, 2, 3], 10, 1);
+    r.become_candidate();
+    r.become_leader();
+    let cc = replace_2_3_with_4_5();
     r.apply_conf_change(&cc).unwrap();
     take_msgs(&mut r);
     let ack = |r: &mut Raft<MemStorage>, from| {
@@ -310,15 +315,7 @@ fn joint_quorum_needs_both_majorities_to_commit() {
 #[test]
 fn joint_election_needs_both_majorities() {
     let mut r = new_raft(1, &[1, 2, 3], 10, 1);
-    let cc = joint(
-        ConfChangeTransition::JointExplicit,
-        &[
-            (ConfChangeType::AddNode, 4),
-            (ConfChangeType::AddNode, 5),
-            (ConfChangeType::RemoveNode, 2),
-            (ConfChangeType::RemoveNode, 3),
-        ],
-    );
+    let cc = replace_2_3_with_4_5();
     r.apply_conf_change(&cc).unwrap();
     r.step(hup(1)).unwrap();
     let targets: Vec<NodeId> = take_msgs(&mut r).iter().map(|m| m.to).collect();
