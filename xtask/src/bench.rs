@@ -1,13 +1,16 @@
-//! `cargo xtask bench <target>`: runs one benchmark binary of `minikv-bench` in release mode.
+//! `cargo xtask bench <target>`: runs one benchmark binary in release mode (those of
+//! `minikv-bench`, and `minikv-sim bench` for `sim`).
 
-use crate::cmd::{cargo, run_passthrough, with_madsim};
+use crate::cmd::{cargo, run_madsim_release, run_passthrough};
 use std::process::ExitCode;
 
-/// One benchmark target: its name, its binary in bench/src/bin/, whether it runs on the madsim
-/// simulator, and what it measures.
+/// One benchmark target: its name, its package and binary, the arguments that come before the
+/// user's, whether it runs on the madsim simulator, and what it measures.
 struct Target {
     name: &'static str,
+    package: &'static str,
     bin: &'static str,
+    args: &'static [&'static str],
     madsim: bool,
     what: &'static str,
 }
@@ -15,27 +18,43 @@ struct Target {
 const TARGETS: &[Target] = &[
     Target {
         name: "raft",
+        package: "minikv-bench",
         bin: "raft",
+        args: &[],
         madsim: false,
         what: "3-node in-memory Raft, 128-byte proposals; committed entries/s vs raft-rs",
     },
     Target {
         name: "engine",
+        package: "minikv-bench",
         bin: "engine",
+        args: &[],
         madsim: false,
         what: "batched writes, point reads and scans on file and simulated disks vs raw redb",
     },
     Target {
         name: "checker",
+        package: "minikv-bench",
         bin: "checker",
+        args: &[],
         madsim: false,
         what: "linearizability and snapshot-isolation checkers on generated histories",
     },
     Target {
         name: "sim-kv",
+        package: "minikv-bench",
         bin: "sim_kv",
+        args: &[],
         madsim: true,
         what: "5 stores, 1 region, 16 clients, 60 simulated s on madsim; simulated/wall ratio",
+    },
+    Target {
+        name: "sim",
+        package: "minikv-sim",
+        bin: "minikv-sim",
+        args: &["bench"],
+        madsim: true,
+        what: "every standard scenario, seeds 0..3 [--seeds N]: simulated/wall, seeds/core-hour",
     },
 ];
 
@@ -49,11 +68,13 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let Some(target) = TARGETS.iter().find(|t| t.name == name) else {
         return Err(format!("unknown bench target `{name}`; targets:\n{}", list()));
     };
-    let mut command =
-        cargo(&["run", "--release", "--quiet", "-p", "minikv-bench", "--bin", target.bin, "--"]);
+    let args: Vec<&str> =
+        target.args.iter().copied().chain(rest.iter().map(String::as_str)).collect();
     if target.madsim {
-        with_madsim(&mut command);
+        return run_madsim_release(target.package, target.bin, &args);
     }
-    command.args(rest);
+    let mut command =
+        cargo(&["run", "--release", "--quiet", "-p", target.package, "--bin", target.bin, "--"]);
+    command.args(args);
     run_passthrough(&mut command)
 }

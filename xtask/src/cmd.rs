@@ -21,11 +21,46 @@ pub fn cargo(args: &[&str]) -> Command {
 /// simulated builds do not evict each other.
 pub const MADSIM_TARGET_DIR: &str = "target/madsim";
 
+/// Overrides [`MADSIM_TARGET_DIR`] (for CI caches, or several builds side by side).
+pub const MADSIM_TARGET_DIR_ENV: &str = "MINIKV_MADSIM_TARGET_DIR";
+
+/// The madsim build's target directory: `$MINIKV_MADSIM_TARGET_DIR`, else `target/madsim` in
+/// the workspace.
+pub fn madsim_target_dir() -> PathBuf {
+    match std::env::var_os(MADSIM_TARGET_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join(MADSIM_TARGET_DIR),
+    }
+}
+
 /// Switches `command` to the simulated build: `--cfg madsim` and its own target directory.
 pub fn with_madsim(command: &mut Command) {
     let rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
     command.env("RUSTFLAGS", format!("{rustflags} --cfg madsim").trim());
-    command.env("CARGO_TARGET_DIR", MADSIM_TARGET_DIR);
+    command.env("CARGO_TARGET_DIR", madsim_target_dir());
+}
+
+/// Builds `bin` of `package` in release mode for the simulated build (`--cfg madsim`, target
+/// dir [`madsim_target_dir`]) and returns the binary's path. Cargo's progress goes to stderr, so
+/// the binary's stdout is all that reaches ours.
+pub fn build_madsim_release(package: &str, bin: &str) -> Result<PathBuf, String> {
+    let mut build = cargo(&["build", "--release", "-p", package, "--bin", bin]);
+    with_madsim(&mut build);
+    run_step("build", &mut build)?;
+    let exe = format!("{bin}{}", std::env::consts::EXE_SUFFIX);
+    Ok(madsim_target_dir().join("release").join(exe))
+}
+
+/// Builds `bin` with [`build_madsim_release`] and runs it with `args` from the caller's
+/// directory (so relative paths in `args` mean what the user meant), passing its exit code
+/// through.
+pub fn run_madsim_release<S: AsRef<std::ffi::OsStr>>(
+    package: &str,
+    bin: &str,
+    args: &[S],
+) -> Result<ExitCode, String> {
+    let exe = build_madsim_release(package, bin)?;
+    run_passthrough(Command::new(exe).args(args))
 }
 
 /// Runs `command`, echoing it first; Ok(()) only on exit status 0.

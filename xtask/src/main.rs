@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod cmd;
+mod sim;
 mod test;
 
 use std::process::ExitCode;
@@ -11,11 +12,19 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
+  sim --scenario NAME|PATH --seed N [--json] [--history FILE] [--trace FILE]
+      [--trace-level info|debug] [--check-determinism]
+                       run one scenario with one seed; exit 0 pass, 1 fail/liveness/crash, 2 bad input
+  replay FILE.toml [--json]
+                       re-run a seed file (seeds/*.toml) with full tracing into target/replay/
+  sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR]
+                       run many seeds in parallel: JSON lines, replay commands for failures
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
-  bench <target>       run a benchmark in release mode (targets: raft, engine, checker, sim-kv)
+  bench <target>       run a benchmark in release mode (targets: raft, engine, checker, sim-kv, sim)
   check [args]         check a history file: cargo xtask check --model linearizable FILE [--html OUT] [--json]
 
-Scenario runs (sim, replay, sweep) arrive with the simulation harness (issue 6).";
+sim, replay, sweep and bench sim build minikv-sim with --cfg madsim (release, target/madsim);
+`cargo xtask sim --help` shows every flag.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +33,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match command.as_str() {
+        "sim" => sim::run("run", rest),
+        "replay" => sim::run("replay", rest),
+        "sweep" => sim::run("sweep", rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "check" => check::run(rest),

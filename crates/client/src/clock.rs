@@ -1,18 +1,33 @@
-//! The per-node clock: madsim time (tokio time outside simulation) plus an offset that a
-//! nemesis can move, so every time-dependent decision of a node can be skewed.
+//! The per-node clock: madsim time (tokio time outside simulation) plus an offset and a drift
+//! rate that a nemesis can move, so every time-dependent decision of a node can be skewed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::time::Instant;
 
-/// A node's view of time. Clones share the offset: skewing one skews every holder.
+/// A node's view of time. Clones share the skew: skewing one skews every holder.
 #[derive(Debug, Clone)]
 pub struct Clock {
     /// Start of the clock's epoch (the runtime's time when the clock was made).
     origin: Instant,
-    offset_ms: Arc<AtomicI64>,
+    skew: Arc<Mutex<Skew>>,
+}
+
+/// How a clock departs from the runtime's time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Skew {
+    offset_ms: i64,
+    /// Parts per million the clock gains (positive) or loses (negative) ...
+    drift_ppm: i64,
+    /// ... since this runtime time (ms since `origin`).
+    drift_since_ms: i64,
+}
+
+impl Skew {
+    fn reading_ms(&self, real_ms: i64) -> i64 {
+        real_ms + self.offset_ms + (real_ms - self.drift_since_ms) * self.drift_ppm / 1_000_000
+    }
 }
 
 impl Default for Clock {
@@ -23,23 +38,54 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock { origin: Instant::now(), offset_ms: Arc::new(AtomicI64::new(0)) }
+        Clock { origin: Instant::now(), skew: Arc::new(Mutex::new(Skew::default())) }
     }
 
-    /// Milliseconds since the clock's epoch as this node sees them (offset applied; never
+    fn real_ms(&self) -> i64 {
+        self.origin.elapsed().as_millis() as i64
+    }
+
+    fn skew(&self) -> std::sync::MutexGuard<'_, Skew> {
+        self.skew.lock().expect("clock lock")
+    }
+
+    /// Milliseconds since the clock's epoch as this node sees them (skew applied; never
     /// below zero).
     pub fn now_ms(&self) -> u64 {
-        let real = self.origin.elapsed().as_millis() as i64;
-        (real + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        self.skew().reading_ms(self.real_ms()).max(0) as u64
     }
 
-    /// Sets the node's offset against the runtime's time (positive: ahead).
+    /// Sets the offset against the runtime's time (positive: ahead). The drift accumulated so
+    /// far is kept.
     pub fn set_offset_ms(&self, offset_ms: i64) {
-        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+        let real = self.real_ms();
+        let mut s = self.skew();
+        let drifted = s.reading_ms(real) - real - s.offset_ms;
+        s.offset_ms = offset_ms - drifted;
     }
 
+    /// The reading minus the runtime's time, drift included (positive: ahead).
     pub fn offset_ms(&self) -> i64 {
-        self.offset_ms.load(Ordering::Relaxed)
+        let real = self.real_ms();
+        self.skew().reading_ms(real) - real
+    }
+
+    /// From now on the clock gains `drift_ppm` parts per million (negative: loses). The
+    /// reading does not jump.
+    pub fn set_drift_ppm(&self, drift_ppm: i64) {
+        let real = self.real_ms();
+        let mut s = self.skew();
+        let offset = s.reading_ms(real) - real;
+        *s = Skew { offset_ms: offset, drift_ppm, drift_since_ms: real };
+    }
+
+    pub fn drift_ppm(&self) -> i64 {
+        self.skew().drift_ppm
+    }
+
+    /// Back to the runtime's time, no drift.
+    pub fn reset(&self) {
+        *self.skew() = Skew::default();
     }
 
     /// Sleeps until this clock reads at least `deadline_ms` (a clock moved forward wakes the
@@ -69,5 +115,26 @@ mod tests {
         clock.set_offset_ms(0);
         clock.sleep_until_ms(80).await;
         assert_eq!(clock.now_ms(), 80);
+    }
+
+    #[madsim::test]
+    async fn drift_accumulates_without_jumps_and_reset_clears_it() {
+        let clock = Clock::new();
+        clock.set_offset_ms(5);
+        clock.set_drift_ppm(100_000); // gains 10%
+        assert_eq!(clock.now_ms(), 5, "setting a drift does not jump the reading");
+        madsim::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(clock.now_ms(), 1_105);
+        assert_eq!(clock.offset_ms(), 105);
+        clock.set_drift_ppm(-500_000); // now loses half
+        madsim::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(clock.now_ms(), 1_205);
+        clock.set_offset_ms(0);
+        assert_eq!(clock.now_ms(), 1_200, "an offset replaces the accumulated skew");
+        madsim::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(clock.now_ms(), 1_250);
+        clock.reset();
+        assert_eq!(clock.now_ms(), 1_300);
+        assert_eq!(clock.drift_ppm(), 0);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod net;
 pub mod raw;
 pub mod region_cache;
 

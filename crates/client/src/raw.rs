@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use madsim::net::Endpoint;
+use crate::net::Endpoint;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvContext, KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST,
@@ -58,6 +58,8 @@ pub struct ClientStats {
     pub rpc_timeouts: u64,
     pub region_errors: u64,
     pub backoffs: u64,
+    /// Writes proposed, definitely not applied (e.g. `ProposalDropped`), and tried again.
+    pub proposals_retried: u64,
 }
 
 /// How one attempt ended.
@@ -270,8 +272,13 @@ impl RawClient {
                     self.on_region_error(&region, &target, e)
                 }
                 Attempt::Answered(KvResponse::ProposalFailed(e)) => {
-                    if !is_read {
+                    // Every earlier attempt ended definitely (an unknown one returns at once),
+                    // so retrying a write that certainly was not applied is safe.
+                    if !is_read && e.leaves_outcome_unknown() {
                         return Err(Error::Unknown(format!("proposed, then {e}")));
+                    }
+                    if !is_read {
+                        self.stats.proposals_retried += 1;
                     }
                     last_error = e.to_string();
                     self.on_region_error(&region, &target, e)
@@ -317,6 +324,15 @@ impl RawClient {
     fn on_region_error(&mut self, region: &Region, asked: &Peer, e: RegionError) -> Next {
         self.stats.region_errors += 1;
         match e {
+            RegionError::NotLeader { leader: Some(leader), .. }
+                if !region.peers.iter().any(|p| p.id == leader.id) =>
+            {
+                // The leader is a peer the cached region does not know: the membership changed
+                // since it was cached. Without this, every retry would ask the same follower.
+                self.cache.invalidate(region.id);
+                self.rotation += 1;
+                Next::RetryNow
+            }
             RegionError::NotLeader { leader: Some(leader), .. } => {
                 let same = leader.id == asked.id;
                 self.cache.set_leader(region.id, leader);
@@ -342,6 +358,11 @@ impl RawClient {
                 // That store lost its peer; the region may have moved. Ask again.
                 self.cache.invalidate(region.id);
                 self.rotation += 1;
+                Next::Backoff
+            }
+            RegionError::ProposalDropped => {
+                // Leadership moved while the proposal waited; find the new leader.
+                self.cache.forget_leader(region.id);
                 Next::Backoff
             }
             RegionError::StaleCommand | RegionError::ServerIsBusy { .. } => Next::Backoff,

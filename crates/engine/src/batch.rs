@@ -72,9 +72,37 @@ impl WriteBatch {
         self.payload_bytes
     }
 
+    /// Moves every mutation of `other` to the end of this batch, in order (no copy).
+    pub fn append(&mut self, other: &mut WriteBatch) -> &mut Self {
+        self.payload_bytes += other.payload_bytes;
+        self.ops.append(&mut other.ops);
+        other.payload_bytes = 0;
+        self
+    }
+
     /// Empties the batch for reuse, keeping its allocation.
     pub fn clear(&mut self) {
         self.ops.clear();
         self.payload_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_moves_mutations_in_order_and_their_size() {
+        let mut a = WriteBatch::new();
+        a.put(Cf::Raft, b"k1", b"v1");
+        let mut b = WriteBatch::new();
+        b.delete(Cf::Default, b"k2").delete_range(Cf::Lock, b"a", Some(b"b"));
+        let expected: Vec<_> = a.ops().iter().chain(b.ops()).cloned().collect();
+        let bytes = a.payload_bytes() + b.payload_bytes();
+        a.append(&mut b);
+        assert_eq!(a.ops(), expected.as_slice());
+        assert_eq!(a.payload_bytes(), bytes);
+        assert!(b.is_empty());
+        assert_eq!(b.payload_bytes(), 0);
     }
 }

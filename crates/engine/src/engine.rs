@@ -54,6 +54,9 @@ impl Default for EngineConfig {
 pub struct EngineStats {
     /// Times redb was reopened after a disk fault.
     pub reopens: u64,
+    /// Batches written (each one redb commit), and how many of them were synced.
+    pub writes: u64,
+    pub synced_writes: u64,
 }
 
 enum State {
@@ -86,6 +89,8 @@ pub struct Engine {
     config: EngineConfig,
     state: RwLock<State>,
     reopens: AtomicU64,
+    writes: AtomicU64,
+    synced_writes: AtomicU64,
 }
 
 impl fmt::Debug for Engine {
@@ -210,6 +215,8 @@ impl Engine {
             config,
             state: RwLock::new(State::Open { db, generation: 0 }),
             reopens: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            synced_writes: AtomicU64::new(0),
         })
     }
 
@@ -218,6 +225,10 @@ impl Engine {
     /// batches), but never half of it. An empty batch with `sync` just makes earlier batches
     /// durable.
     pub fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if sync {
+            self.synced_writes.fetch_add(1, Ordering::Relaxed);
+        }
         self.with_db("write", |db| apply_batch(db, batch, sync))
     }
 
@@ -263,7 +274,11 @@ impl Engine {
 
     /// What the engine did so far.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { reopens: self.reopens.load(Ordering::Relaxed) }
+        EngineStats {
+            reopens: self.reopens.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            synced_writes: self.synced_writes.load(Ordering::Relaxed),
+        }
     }
 
     /// The disk under the engine.

@@ -22,10 +22,14 @@ pub enum RegionError {
     /// This store hosts no peer of the region (never had one, or it was destroyed).
     #[error("region {region_id} not found")]
     RegionNotFound { region_id: RegionId },
-    /// The proposal was overtaken (its log slot went to another entry, or the leader changed);
-    /// it was not applied.
+    /// The proposal was overtaken and this peer cannot tell whether it was applied (a
+    /// snapshot replaced the log past it): for a write, the outcome is unknown.
     #[error("stale command")]
     StaleCommand,
+    /// The proposal's log slot went to another committed entry (or entries of a newer term
+    /// were committed before it): it was not applied and never will be; retrying is safe.
+    #[error("proposal dropped: its log slot went to another entry")]
+    ProposalDropped,
     /// A bounded queue is full; back off and retry.
     #[error("server is busy: {reason}")]
     ServerIsBusy { reason: String },
@@ -33,6 +37,16 @@ pub enum RegionError {
     /// already exists); retrying it unchanged will not help.
     #[error("command refused: {reason}")]
     CommandRefused { reason: String },
+}
+
+impl RegionError {
+    /// Whether this error, answering a command that was proposed, leaves open whether the
+    /// command was applied. `StaleCommand` (a snapshot covered it) and `RegionNotFound` (the
+    /// peer was destroyed with it pending) do; every other error answers a command that was
+    /// not applied (refused at apply, or its slot lost).
+    pub fn leaves_outcome_unknown(&self) -> bool {
+        matches!(self, RegionError::StaleCommand | RegionError::RegionNotFound { .. })
+    }
 }
 
 #[cfg(test)]
@@ -62,6 +76,7 @@ mod tests {
             },
             RegionError::RegionNotFound { region_id: 9 },
             RegionError::StaleCommand,
+            RegionError::ProposalDropped,
             RegionError::ServerIsBusy { reason: "queue full".to_string() },
             RegionError::CommandRefused { reason: "peer exists".to_string() },
         ];

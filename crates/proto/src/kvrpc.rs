@@ -128,7 +128,9 @@ pub enum KvResponse {
     /// client can act on the error (see `RegionError`).
     RegionError(RegionError),
     /// The request was proposed and then failed (e.g. its peer lost leadership or received a
-    /// snapshot). A read had no effect; a write's outcome is unknown.
+    /// snapshot). A read had no effect; a write's outcome is unknown when
+    /// `RegionError::leaves_outcome_unknown` says so, and otherwise it certainly was not
+    /// applied (e.g. `ProposalDropped`, or `EpochNotMatch` found at apply).
     ProposalFailed(RegionError),
     /// The store could not serve the request for a reason of its own (e.g. a malformed
     /// request); not retryable as is.

@@ -15,8 +15,10 @@ use minikv_proto::raft_cmdpb::{
 use minikv_raft::{ConfChangeType, ConfChangeV2, Entry, EntryType, StateRole};
 
 use crate::error::Result;
+use crate::events;
 use crate::peer::{Peer, Responses, check_epoch};
 use crate::peer_storage::{end_bound, engine_cf};
+use crate::proposal::Committed;
 
 /// Writes of the entries applied so far in this batch, so later entries read them.
 #[derive(Debug, Default)]
@@ -188,22 +190,27 @@ struct ApplyCtx {
 }
 
 impl Peer {
-    /// Applies committed `entries` with one engine write (not synced: the log is durable, and
-    /// a crash that loses this batch replays it), then answers their proposals.
+    /// Applies committed `entries` into `batch` (their data, then the apply state), reading
+    /// through the engine as it was before `batch`, and answers their proposals into `out`.
+    /// The caller writes `batch` and must release `out` only once the write succeeded. The
+    /// caller also guarantees that `batch` holds no other writes to this region's data and no
+    /// snapshot for it (reads here would not see them).
     pub(crate) fn apply_committed(
         &mut self,
         entries: &[Entry],
         engine: &Engine,
+        batch: &mut WriteBatch,
         out: &mut Responses,
     ) -> Result<()> {
         let Some(last) = entries.last() else { return Ok(()) };
         let mut ctx = ApplyCtx {
-            batch: WriteBatch::new(),
+            batch: std::mem::take(batch),
             overlay: Overlay::default(),
             region: self.region().clone(),
         };
         let mut results = Vec::with_capacity(entries.len());
         for e in entries {
+            events::entry_applied(ctx.region.id, e.index, e.term, &e.data);
             let resp = match e.entry_type {
                 EntryType::Normal if e.data.is_empty() => {
                     // A leader's no-op, or a conf change the Raft core refused.
@@ -220,12 +227,17 @@ impl Peer {
             results.push((e.term, e.index, resp));
         }
         let storage = self.raw.store_mut();
+        let region_changed = ctx.region != *storage.region();
         storage.set_applied(last.index, ctx.region);
-        storage.write_apply_state(&mut ctx.batch)?;
-        engine.write(&ctx.batch, false)?;
+        if region_changed {
+            storage.write_apply_state(&mut ctx.batch)?;
+        } else {
+            storage.write_apply_index(&mut ctx.batch)?;
+        }
+        *batch = ctx.batch;
         storage.check_invariants();
         for (term, index, resp) in results {
-            self.resolve_proposals(term, index, resp, out);
+            self.resolve_proposals(Committed::Entry { term, index }, resp, out);
         }
         Ok(())
     }
@@ -238,7 +250,9 @@ impl Peer {
     ) -> Result<RaftCmdResponse> {
         let cmd: RaftCmdRequest = decode(&e.data)?;
         if let Some(AdminRequest::CompactLog { compact_index, .. }) = cmd.admin {
-            self.raw.store_mut().compact_to(compact_index, &mut ctx.batch);
+            if self.raw.store_mut().compact_to(compact_index, &mut ctx.batch) {
+                events::log_truncated(ctx.region.id, compact_index);
+            }
             let mut resp = ok_response(e.term);
             resp.admin_response = Some(AdminResponse::CompactLog);
             return Ok(resp);
@@ -299,6 +313,14 @@ impl Peer {
             cs.voters.len(),
             "region {}: region peers and Raft configuration disagree",
             region.id
+        );
+        self.expire_lease();
+        events::conf_change_applied(
+            region.id,
+            change_type,
+            peer.id,
+            peer.store_id,
+            region.epoch.conf_ver,
         );
         if change_type == ConfChangeType::RemoveNode {
             if peer.id == self.meta.id {

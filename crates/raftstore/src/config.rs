@@ -27,6 +27,14 @@ pub struct StoreConfig {
     pub max_snapshot_chunks: u32,
     /// Seeds the Raft cores' election jitter (each peer draws its own stream).
     pub rng_seed: u64,
+    /// Serve reads on the leader from a lease instead of a ReadIndex round each (see
+    /// `lease.rs`). Off by default: safe only while every store's ticks run at the same rate
+    /// within `lease_margin_ticks` over an election timeout, which a clock that stalls, jumps
+    /// back or drifts far breaks. Must be the same on every store (it also makes a restarted
+    /// store refuse votes for its first `election_tick` ticks).
+    pub lease_read: bool,
+    /// How many ticks before the earliest possible election the lease ends.
+    pub lease_margin_ticks: u64,
 }
 
 impl Default for StoreConfig {
@@ -45,6 +53,8 @@ impl Default for StoreConfig {
             snapshot_timeout_ticks: 50,
             max_snapshot_chunks: 1 << 16,
             rng_seed: 0,
+            lease_read: false,
+            lease_margin_ticks: 2,
         }
     }
 }

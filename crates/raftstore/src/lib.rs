@@ -10,9 +10,12 @@
 mod apply;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod keys;
+mod lease;
 mod peer;
 pub mod peer_storage;
+mod proposal;
 pub mod snap;
 pub mod store;
 

@@ -20,20 +20,14 @@ use minikv_raft::{
 use crate::apply::{Overlay, change_region, exec_requests};
 use crate::config::StoreConfig;
 use crate::error::Result;
+use crate::events;
+use crate::lease::Lease;
 use crate::peer_storage::PeerStorage;
+use crate::proposal::{Committed, Fate, Proposal};
 
 /// The environment's handle on one request; its response comes back with the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReqToken(pub u64);
-
-/// A proposal waiting for its entry `(term, index)` to be applied. Internal proposals
-/// (log compaction) have no token.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Proposal {
-    pub term: u64,
-    pub index: u64,
-    pub token: Option<ReqToken>,
-}
 
 /// A read waiting for its ReadIndex round, then for apply to reach `read_index`.
 #[derive(Debug)]
@@ -42,6 +36,9 @@ pub(crate) struct PendingRead {
     pub token: ReqToken,
     pub cmd: RaftCmdRequest,
     pub read_index: Option<u64>,
+    /// The tick and term the read was issued in (its confirmation renews the lease).
+    pub issued_tick: u64,
+    pub term: u64,
 }
 
 /// Responses produced by a peer, in order.
@@ -64,6 +61,11 @@ pub(crate) struct Peer {
     last_compact_proposed: u64,
     /// Tick at which a snapshot was last sent to each peer.
     snapshot_sent_tick: BTreeMap<PeerId, u64>,
+    /// `(role, term, leader_id)` as last traced (see `observe_role`).
+    observed: (StateRole, u64, PeerId),
+    lease: Lease,
+    /// Reads served from the lease, without a ReadIndex round.
+    pub lease_reads: u64,
 }
 
 fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
@@ -95,6 +97,7 @@ impl Peer {
     pub fn new(cfg: &StoreConfig, meta: metapb::Peer, storage: PeerStorage) -> Result<Peer> {
         let applied = storage.applied_index();
         let raw = RawNode::new(&raft_config(cfg, meta.id, applied), storage)?;
+        let observed = (raw.raft.role, raw.raft.term, raw.raft.leader_id);
         Ok(Peer {
             meta,
             raw,
@@ -106,7 +109,22 @@ impl Peer {
             ticks: 0,
             last_compact_proposed: 0,
             snapshot_sent_tick: BTreeMap::new(),
+            observed,
+            lease: Lease::default(),
+            lease_reads: 0,
         })
+    }
+
+    /// Traces a change of role, term or leader since the last call (and audits a new
+    /// leadership). The store calls it after every input that can change them.
+    pub fn observe_role(&mut self) {
+        let raft = &self.raw.raft;
+        let now = (raft.role, raft.term, raft.leader_id);
+        if now != self.observed {
+            self.observed = now;
+            self.lease.expire();
+            events::role_changed(self.region().id, now.0, now.1, now.2);
+        }
     }
 
     pub fn storage(&self) -> &PeerStorage {
@@ -163,6 +181,7 @@ impl Peer {
 
     pub fn tick(&mut self, cfg: &StoreConfig) {
         self.raw.tick();
+        self.observe_role();
         self.ticks += 1;
         if !self.is_leader() {
             self.snapshot_sent_tick.clear();
@@ -279,8 +298,26 @@ impl Peer {
             return Err(RegionError::CommandRefused { reason: "empty command".to_string() });
         }
         if cmd.is_read_only() {
-            self.raw.read_index(read_id.to_be_bytes().to_vec());
-            self.reads.push_back(PendingRead { id: read_id, token, cmd, read_index: None });
+            let (issued_tick, term) = (self.ticks, self.term());
+            let read_index = if cfg.lease_read
+                && self.raw.raft.lead_transferee.is_none()
+                && self.lease.serves(cfg, term, self.ticks)
+            {
+                // No other leader can have committed anything: our commit index is current.
+                self.lease_reads += 1;
+                Some(self.raw.raft.raft_log.committed)
+            } else {
+                self.raw.read_index(read_id.to_be_bytes().to_vec());
+                None
+            };
+            self.reads.push_back(PendingRead {
+                id: read_id,
+                token,
+                cmd,
+                read_index,
+                issued_tick,
+                term,
+            });
             return Ok(());
         }
         match cmd.admin.clone() {
@@ -293,7 +330,11 @@ impl Peer {
                         reason: format!("transfer target {} is not a voter of the region", peer.id),
                     });
                 }
+                events::leader_transfer_started(region.id, self.term(), peer.id);
+                // The target campaigns at once, without waiting out anyone's election timeout.
+                self.lease.expire();
                 self.raw.transfer_leader(peer.id);
+                self.observe_role();
                 let resp = RaftCmdResponse {
                     header: RaftResponseHeader { error: None, current_term: self.term() },
                     admin_response: Some(AdminResponse::TransferLeader),
@@ -332,36 +373,47 @@ impl Peer {
         }
     }
 
-    /// Answers `(term, index)`'s proposal with `resp`, and every proposal that can no longer
-    /// be applied with `StaleCommand`: one at the same index with another term, or one of an
-    /// older term (a committed entry of a newer term means every older-term entry after it
-    /// lost its slot).
+    /// Answers every proposal whose fate `committed` decides (see `proposal.rs`): the applied
+    /// one with `resp`, dropped ones with `ProposalDropped` (definitely not applied), and
+    /// unknowable ones with `StaleCommand` (maybe applied).
     pub fn resolve_proposals(
         &mut self,
-        term: u64,
-        index: u64,
+        committed: Committed,
         resp: Option<RaftCmdResponse>,
         out: &mut Responses,
     ) {
+        let term = match committed {
+            Committed::Entry { term, .. } | Committed::Snapshot { term, .. } => term,
+        };
         let mut resp = resp;
         let mut kept = VecDeque::with_capacity(self.proposals.len());
         for p in std::mem::take(&mut self.proposals) {
-            if p.index == index && p.term == term {
-                if let Some(token) = p.token {
-                    let r = resp
-                        .take()
-                        .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term));
-                    out.push((token, r));
+            let answer = match p.fate(committed) {
+                Fate::Pending => {
+                    kept.push_back(p);
+                    continue;
                 }
-            } else if p.index <= index || p.term < term {
-                if let Some(token) = p.token {
-                    out.push((token, region_error_response(RegionError::StaleCommand, term)));
-                }
-            } else {
-                kept.push_back(p);
+                Fate::Applied => resp
+                    .take()
+                    .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term)),
+                Fate::Dropped => region_error_response(RegionError::ProposalDropped, term),
+                Fate::Unknown => region_error_response(RegionError::StaleCommand, term),
+            };
+            if let Some(token) = p.token {
+                out.push((token, answer));
             }
         }
         self.proposals = kept;
+    }
+
+    /// A snapshot replaced the log: proposals it decides are answered, reads fail (they are
+    /// retried), later proposals keep waiting for their slot.
+    pub fn on_snapshot_installed(&mut self, term: u64, index: u64, out: &mut Responses) {
+        self.resolve_proposals(Committed::Snapshot { term, index }, None, out);
+        let current = self.term();
+        for r in std::mem::take(&mut self.reads) {
+            out.push((r.token, region_error_response(RegionError::StaleCommand, current)));
+        }
     }
 
     /// Fails every waiting proposal and read with `error` (the peer is going away).
@@ -394,14 +446,28 @@ impl Peer {
         }
     }
 
-    pub fn on_read_states(&mut self, states: &[ReadState]) {
+    pub fn on_read_states(&mut self, cfg: &StoreConfig, states: &[ReadState]) {
+        let (leader, term) = (self.is_leader(), self.term());
         for rs in states {
             let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             let id = u64::from_be_bytes(bytes);
             if let Some(r) = self.reads.iter_mut().find(|r| r.id == id) {
                 r.read_index = Some(rs.index);
+                if leader && r.term == term {
+                    self.lease.confirm(cfg, term, r.issued_tick);
+                }
             }
         }
+    }
+
+    /// The quorum changed: a lease confirmed by the old one proves nothing.
+    pub fn expire_lease(&mut self) {
+        self.lease.expire();
+    }
+
+    /// Ticks since this peer was created (on this store's start, or from a message).
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     /// Serves every confirmed read whose index has been applied.

@@ -83,8 +83,11 @@ pub struct PeerStorage {
     region: Region,
     raft_state: RaftLocalState,
     apply_state: RaftApplyState,
-    /// `(term, size_bytes)` of every entry in `truncated.index + 1 ..= last_index`.
-    entry_meta: VecDeque<(u64, u64)>,
+    /// Every entry in `truncated.index + 1 ..= last_index`, as persisted (or about to be, see
+    /// `pending`). The log is bounded by log GC, and keeping it here means Raft's reads of
+    /// its log never touch the disk: they cannot fail (the Raft core treats a failed log read
+    /// as a broken invariant) and cost no decode.
+    log: VecDeque<Entry>,
     log_size_bytes: u64,
     /// Writes made since the store last took them (see the module docs).
     pending: WriteBatch,
@@ -127,11 +130,11 @@ impl PeerStorage {
             region,
             raft_state,
             apply_state,
-            entry_meta: VecDeque::new(),
+            log: VecDeque::new(),
             log_size_bytes: 0,
             pending: WriteBatch::new(),
         };
-        storage.load_entry_meta()?;
+        storage.load_log()?;
         storage.check_invariants();
         Ok(storage)
     }
@@ -160,13 +163,13 @@ impl PeerStorage {
             region: Region { id: region_id, ..Default::default() },
             raft_state,
             apply_state: RaftApplyState::default(),
-            entry_meta: VecDeque::new(),
+            log: VecDeque::new(),
             log_size_bytes: 0,
             pending: WriteBatch::new(),
         })
     }
 
-    fn load_entry_meta(&mut self) -> Result<()> {
+    fn load_log(&mut self) -> Result<()> {
         let first = self.first();
         let last = self.raft_state.last_index;
         if first > last {
@@ -185,8 +188,8 @@ impl PeerStorage {
         for (key, value) in kvs {
             let e: Entry = decode(&value)?;
             assert_eq!(keys::raft_log_index(&key), e.index, "log key and entry index differ");
-            self.entry_meta.push_back((e.term, e.size_bytes()));
             self.log_size_bytes += e.size_bytes();
+            self.log.push_back(e);
         }
         Ok(())
     }
@@ -202,6 +205,16 @@ impl PeerStorage {
     /// Panics with context when the storage's own invariants are broken.
     pub fn check_invariants(&self) {
         let truncated = self.apply_state.truncated_state.index;
+        let applied = self.apply_state.applied_index;
+        // Apply never runs ahead of the log it applies (on disk too: both move in one write).
+        assert!(
+            applied <= self.last() && applied <= self.raft_state.hard_state.commit
+                || !self.is_initialized(),
+            "region {}: applied {applied} past last {} or commit {}",
+            self.region_id,
+            self.last(),
+            self.raft_state.hard_state.commit
+        );
         assert!(
             truncated <= self.apply_state.applied_index || !self.is_initialized(),
             "region {}: truncated {truncated} past applied {}",
@@ -209,9 +222,9 @@ impl PeerStorage {
             self.apply_state.applied_index
         );
         assert_eq!(
-            self.entry_meta.len() as u64,
+            self.log.len() as u64,
             self.last().saturating_sub(truncated),
-            "region {}: entry metadata out of step with the log [{}, {}]",
+            "region {}: cached entries out of step with the log [{}, {}]",
             self.region_id,
             self.first(),
             self.last()
@@ -229,6 +242,11 @@ impl PeerStorage {
     /// Whether the peer knows its region (bootstrapped, or a snapshot was installed).
     pub fn is_initialized(&self) -> bool {
         !self.region.peers.is_empty()
+    }
+
+    /// The hard state as last persisted (or about to be, see `pending`).
+    pub fn hard_state(&self) -> HardState {
+        self.raft_state.hard_state
     }
 
     pub fn apply_state(&self) -> RaftApplyState {
@@ -279,6 +297,13 @@ impl PeerStorage {
         Ok(())
     }
 
+    /// Adds only the apply state to `batch` (the region state is unchanged since it was last
+    /// written).
+    pub fn write_apply_index(&self, batch: &mut WriteBatch) -> Result<()> {
+        batch.put(Cf::Raft, &keys::apply_state_key(self.region_id), &encode(&self.apply_state)?);
+        Ok(())
+    }
+
     /// Truncates the log through `compact_index` (an applied CompactLog), adding the deletions
     /// to `batch`; the new truncated state goes out with the next `write_apply_state`.
     /// Returns whether anything was truncated.
@@ -293,10 +318,10 @@ impl PeerStorage {
             self.region_id,
             self.last()
         );
-        let term = self.entry_meta[(compact_index - first) as usize].0;
+        let term = self.log[(compact_index - first) as usize].term;
         for _ in first..=compact_index {
-            let (_, size) = self.entry_meta.pop_front().expect("checked against last above");
-            self.log_size_bytes -= size;
+            let e = self.log.pop_front().expect("checked against last above");
+            self.log_size_bytes -= e.size_bytes();
         }
         let start = keys::raft_log_key(self.region_id, first);
         let end = keys::raft_log_key(self.region_id, compact_index + 1);
@@ -382,28 +407,18 @@ impl Storage for PeerStorage {
         if low >= high {
             return Ok(Vec::new());
         }
-        // Only as many entries as fit in the size limit are read (at least one).
-        let mut count = 0usize;
+        // As many entries as fit in the size limit (at least one).
+        let range = (low - self.first()) as usize..(high - self.first()) as usize;
+        let mut out = Vec::with_capacity(range.len());
         let mut size = 0u64;
-        for &(_, entry_size) in
-            self.entry_meta.range((low - self.first()) as usize..(high - self.first()) as usize)
-        {
-            size += entry_size;
-            if count > 0 && max_size_bytes.is_some_and(|max| size > max) {
+        for e in self.log.range(range) {
+            size += e.size_bytes();
+            if !out.is_empty() && max_size_bytes.is_some_and(|max| size > max) {
                 break;
             }
-            count += 1;
+            out.push(e.clone());
         }
-        let start = keys::raft_log_key(self.region_id, low);
-        let end = keys::raft_log_key(self.region_id, high);
-        let kvs = self.engine.scan(Cf::Raft, &start, Some(&end), count).map_err(store_err)?;
-        assert_eq!(
-            kvs.len(),
-            count,
-            "region {}: log entries [{low}, {high}) missing",
-            self.region_id
-        );
-        kvs.iter().map(|(_, v)| decode::<Entry>(v).map_err(store_err)).collect()
+        Ok(out)
     }
 
     fn term(&self, index: u64) -> minikv_raft::Result<u64> {
@@ -417,7 +432,7 @@ impl Storage for PeerStorage {
         if index > self.last() {
             return Err(RaftError::Store(StorageError::Unavailable));
         }
-        Ok(self.entry_meta[(index - self.first()) as usize].0)
+        Ok(self.log[(index - self.first()) as usize].term)
     }
 
     fn first_index(&self) -> minikv_raft::Result<u64> {
@@ -430,11 +445,19 @@ impl Storage for PeerStorage {
 
     fn snapshot(&self, _request_index: u64) -> minikv_raft::Result<Snapshot> {
         // An engine failure here is transient from Raft's point of view: it asks again.
-        self.generate_snapshot()
-            .map_err(|_| RaftError::Store(StorageError::SnapshotTemporarilyUnavailable))
+        let snapshot = self
+            .generate_snapshot()
+            .map_err(|_| RaftError::Store(StorageError::SnapshotTemporarilyUnavailable))?;
+        let meta = &snapshot.metadata;
+        crate::events::snapshot_generated(self.region_id, meta.index, meta.term);
+        Ok(snapshot)
     }
 
     fn append(&mut self, entries: &[Entry]) -> minikv_raft::Result<()> {
+        self.append_moving(&mut entries.to_vec())
+    }
+
+    fn append_moving(&mut self, entries: &mut Vec<Entry>) -> minikv_raft::Result<()> {
         let Some(first_new) = entries.first() else { return Ok(()) };
         assert!(
             first_new.index <= self.last() + 1,
@@ -445,22 +468,23 @@ impl Storage for PeerStorage {
         );
         // Entries at or below the truncated index are applied and identical: skip them.
         let skip = self.first().saturating_sub(first_new.index) as usize;
-        let entries = &entries[skip.min(entries.len())..];
-        let Some(first_kept) = entries.first() else { return Ok(()) };
+        let skip = skip.min(entries.len());
+        let Some(first_kept) = entries.get(skip) else { return Ok(()) };
         let new_last = entries.last().expect("non-empty").index;
         let keep = (first_kept.index - self.first()) as usize;
-        for &(_, size) in self.entry_meta.range(keep..) {
-            self.log_size_bytes -= size;
+        // Encode first: on error nothing has changed and `entries` is left as given.
+        let mut encoded = Vec::with_capacity(entries.len() - skip);
+        for e in &entries[skip..] {
+            encoded.push(encode(e).map_err(store_err)?);
         }
-        self.entry_meta.truncate(keep);
-        for e in entries {
-            self.pending.put(
-                Cf::Raft,
-                &keys::raft_log_key(self.region_id, e.index),
-                &encode(e).map_err(store_err)?,
-            );
-            self.entry_meta.push_back((e.term, e.size_bytes()));
+        for e in self.log.range(keep..) {
+            self.log_size_bytes -= e.size_bytes();
+        }
+        self.log.truncate(keep);
+        for (e, bytes) in entries.drain(skip..).zip(encoded) {
+            self.pending.put(Cf::Raft, &keys::raft_log_key(self.region_id, e.index), &bytes);
             self.log_size_bytes += e.size_bytes();
+            self.log.push_back(e);
         }
         if self.last() > new_last {
             let start = keys::raft_log_key(self.region_id, new_last + 1);
@@ -506,7 +530,7 @@ impl Storage for PeerStorage {
             applied_index: meta.index,
             truncated_state: RaftTruncatedState { index: meta.index, term: meta.term },
         };
-        self.entry_meta.clear();
+        self.log.clear();
         self.log_size_bytes = 0;
         self.region = data.region;
         assert!(
@@ -625,6 +649,7 @@ mod tests {
     fn compaction_moves_the_first_index_and_the_size() {
         let (engine, mut s) = bootstrapped(&SimDisk::new(3, SimDiskConfig::default()));
         s.append(&(6..=12).map(|i| entry(i, 6)).collect::<Vec<_>>()).unwrap();
+        s.set_hard_state(HardState { term: 6, vote: 1, commit: 12 }).unwrap();
         flush(&engine, &mut s);
         let size_before = s.log_size_bytes();
         s.set_applied(10, region());
@@ -646,6 +671,7 @@ mod tests {
     fn snapshot_carries_the_region_range_and_installs_on_another_store() {
         let (engine, mut s) = bootstrapped(&SimDisk::new(4, SimDiskConfig::default()));
         s.append(&[entry(6, 6)]).unwrap();
+        s.set_hard_state(HardState { term: 6, vote: 1, commit: 6 }).unwrap();
         flush(&engine, &mut s);
         let mut batch = WriteBatch::new();
         for key in [&b"0-before"[..], b"apple", b"kiwi", b"zebra"] {

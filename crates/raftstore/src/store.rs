@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use minikv_engine::{Cf, Engine, Mutation, WriteBatch};
+use minikv_engine::{Cf, Engine, WriteBatch};
 use minikv_proto::decode;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::metapb::{self, PeerRole, Region, RegionId, StoreId};
 use minikv_proto::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use minikv_proto::raft_serverpb::{PeerState, RaftMessage, RegionLocalState};
-use minikv_raft::{MessageType, StateRole};
+use minikv_raft::{CAMPAIGN_TRANSFER_CONTEXT, Entry, MessageType, StateRole};
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::keys;
 use crate::peer::{Peer, ReqToken, Responses};
 use crate::peer_storage::PeerStorage;
@@ -48,6 +49,8 @@ pub struct PeerStatus {
     pub last_index: u64,
     pub pending_proposals: usize,
     pub pending_reads: usize,
+    /// Reads this peer served from its leader lease.
+    pub lease_reads: u64,
 }
 
 /// A store: every peer this node hosts, and the queues the environment drains.
@@ -154,6 +157,7 @@ impl Store {
     pub fn campaign(&mut self, region_id: RegionId) -> Result<()> {
         if let Some(peer) = self.peers.get_mut(&region_id) {
             peer.raw.campaign()?;
+            peer.observe_role();
         }
         Ok(())
     }
@@ -176,7 +180,18 @@ impl Store {
         };
         let read_id = self.next_read_id;
         self.next_read_id += 1;
-        peer.propose(&self.config, cmd, token, read_id, &mut self.responses)
+        peer.propose(&self.config, cmd, token, read_id, &mut self.responses)?;
+        // A read served from the lease may be answerable at once (no Ready will come for it).
+        if self.config.lease_read && peer.serve_reads(&self.engine, &mut self.responses).is_err() {
+            // Its answer never comes; the environment sees `is_poisoned` and restarts.
+            self.poisoned = true;
+        }
+        Ok(())
+    }
+
+    /// Whether an engine failure poisoned the store (drop it and reopen it from its disk).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// Responses to proposals, in the order they were produced.
@@ -194,9 +209,21 @@ impl Store {
         self.peers.values().any(|p| p.raw.has_ready())
     }
 
-    /// Handles the Ready of every peer that has one: persist all of them with one synced engine
-    /// write, then send their messages, apply, serve reads and advance. Call again while
-    /// `has_ready()` holds. An error poisons the store.
+    /// Handles the Ready of every peer that has one: persist all of them and apply their
+    /// committed entries with one engine write, then send their messages, answer, serve reads
+    /// and advance. Call again while `has_ready()` holds. An error poisons the store.
+    ///
+    /// The write is synced when some Ready carries entries, a snapshot, or a new term or vote:
+    /// what Raft's messages and its own vote count depend on. A Ready that only moves the
+    /// commit index and applies needs no sync (as in etcd): a crash loses a suffix of unsynced
+    /// writes, never part of one, so the node restarts with an older commit and apply state
+    /// and applies those entries again from its log.
+    ///
+    /// Applying in the same atomic write as the log is safe: every entry applied here was
+    /// persisted by an earlier write or is persisted by this one, so after a crash the apply
+    /// state never runs ahead of the log on disk. A peer whose Ready installs a snapshot
+    /// applies its entries in a second write, after the snapshot's data is in the engine
+    /// (apply reads through the engine).
     pub fn handle_ready(&mut self) -> Result<()> {
         self.check_poisoned()?;
         let result = self.handle_ready_inner();
@@ -214,38 +241,71 @@ impl Store {
         }
         let mut batch = WriteBatch::new();
         let mut readies = Vec::with_capacity(ids.len());
+        let mut sync = false;
         for id in ids {
             let peer = self.peers.get_mut(&id).expect("listed above");
+            let before = peer.storage().hard_state();
             let mut rd = peer.raw.ready();
+            sync |= !rd.entries().is_empty()
+                || rd.snapshot().is_some()
+                || rd
+                    .hard_state()
+                    .is_some_and(|hs| hs.term != before.term || hs.vote != before.vote);
             peer.raw.persist(&mut rd)?;
-            append_batch(&mut batch, peer.raw.store_mut().take_pending());
-            readies.push((id, rd));
-        }
-        if !batch.is_empty() {
-            self.engine.write(&batch, true)?;
-        }
-        let mut destroyed = Vec::new();
-        for (id, mut rd) in readies {
-            self.stats.readies_handled += 1;
-            let peer = self.peers.get_mut(&id).expect("listed above");
+            batch.append(&mut peer.raw.store_mut().take_pending());
+            // Addressed now, against the region as it was when Raft made them (apply below may
+            // remove a peer); they leave only after the write.
+            let mut messages = Vec::new();
             for m in rd.take_messages() {
-                if let Some(msg) = peer.wrap(m) {
-                    push_outbound(&mut self.outbound, &mut self.stats, &self.config, msg);
-                } else {
-                    self.stats.messages_dropped += 1;
+                match peer.wrap(m) {
+                    Some(msg) => messages.push(msg),
+                    None => self.stats.messages_dropped += 1,
                 }
             }
+            readies.push((id, rd, messages));
+        }
+        // Answers wait for the write: a response must not claim what a failed write lost.
+        let mut answers = Vec::new();
+        for (id, rd, _) in &readies {
+            if rd.snapshot().is_none() {
+                let peer = self.peers.get_mut(id).expect("listed above");
+                peer.apply_committed(
+                    rd.committed_entries(),
+                    &self.engine,
+                    &mut batch,
+                    &mut answers,
+                )?;
+            }
+        }
+        if !batch.is_empty() {
+            self.engine.write(&batch, sync)?;
+        }
+        self.responses.append(&mut answers);
+        let mut destroyed = Vec::new();
+        for (id, rd, messages) in readies {
+            self.stats.readies_handled += 1;
+            for msg in messages {
+                push_outbound(&mut self.outbound, &mut self.stats, &self.config, msg);
+            }
+            let peer = self.peers.get_mut(&id).expect("listed above");
             if let Some(ss) = rd.soft_state() {
                 peer.on_soft_state(ss, &mut self.responses);
             }
-            if rd.snapshot().is_some() {
-                // The log was replaced: nothing proposed here before can be matched any more.
-                peer.fail_all(RegionError::StaleCommand, &mut self.responses);
+            if let Some(snapshot) = rd.snapshot() {
+                let meta = &snapshot.metadata;
+                events::snapshot_applied(id, meta.index, meta.term);
+                peer.on_snapshot_installed(meta.term, meta.index, &mut self.responses);
                 self.stats.snapshots_received += 1;
+                apply_after_snapshot(
+                    peer,
+                    rd.committed_entries(),
+                    &self.engine,
+                    &mut self.responses,
+                )?;
             }
-            peer.apply_committed(rd.committed_entries(), &self.engine, &mut self.responses)?;
-            peer.on_read_states(rd.read_states());
+            peer.on_read_states(&self.config, rd.read_states());
             peer.raw.advance(rd);
+            peer.observe_role();
             peer.serve_reads(&self.engine, &mut self.responses)?;
             for to in std::mem::take(&mut peer.tombstones_to_send) {
                 let msg = tombstone_message(peer.region(), &peer.meta, to);
@@ -257,14 +317,15 @@ impl Store {
             }
         }
         for id in destroyed {
-            self.destroy_peer(id)?;
+            self.destroy_peer(id, "removed by a conf change")?;
         }
         Ok(())
     }
 
     /// Deletes a peer's raft state and data, keeps a tombstone, drops it from the router.
-    fn destroy_peer(&mut self, region_id: RegionId) -> Result<()> {
+    fn destroy_peer(&mut self, region_id: RegionId, reason: &str) -> Result<()> {
         let Some(mut peer) = self.peers.remove(&region_id) else { return Ok(()) };
+        events::peer_destroyed(region_id, peer.meta.id, peer.region().epoch.conf_ver, reason);
         let mut batch = WriteBatch::new();
         peer.raw.store().write_destroy(&mut batch)?;
         self.engine.write(&batch, true)?;
@@ -324,10 +385,25 @@ impl Store {
             self.stats.tombstones_sent += 1;
             return Ok(());
         }
+        if self.config.lease_read
+            && peer.ticks() < self.config.election_tick as u64
+            && matches!(
+                msg.message.msg_type,
+                MessageType::RequestVote | MessageType::RequestPreVote
+            )
+            && msg.message.context != CAMPAIGN_TRANSFER_CONTEXT
+        {
+            // This peer may have promised a leader, before a restart, not to vote for anyone
+            // else for an election timeout; it cannot remember, so it waits one out (leases
+            // rely on that promise, see `lease.rs`).
+            self.stats.messages_dropped += 1;
+            return Ok(());
+        }
         peer.peer_cache.insert(msg.from_peer.id, msg.from_peer.clone());
         // Errors here are stale or misdirected messages (e.g. a response from a removed
         // peer); Raft ignores them and so do we.
         let _ = peer.raw.step(msg.message);
+        peer.observe_role();
         Ok(())
     }
 
@@ -347,7 +423,7 @@ impl Store {
             {
                 return Ok(false);
             }
-            self.destroy_peer(msg.region_id)?;
+            self.destroy_peer(msg.region_id, "superseded by a newer peer")?;
         }
         if let Some(tomb) = self.tombstones.get(&msg.region_id) {
             let old_id = tomb.region.peer_on_store(self.store_id).map_or(0, |p| p.id);
@@ -365,6 +441,12 @@ impl Store {
         let storage =
             PeerStorage::new_uninitialized(self.engine.clone(), msg.region_id, msg.to_peer.id)?;
         let peer = Peer::new(&self.config, msg.to_peer.clone(), storage)?;
+        events::peer_created(
+            msg.region_id,
+            msg.to_peer.id,
+            msg.from_peer.id,
+            message_type_name(msg.message.msg_type),
+        );
         self.peers.insert(msg.region_id, peer);
         self.stats.peers_created += 1;
         Ok(true)
@@ -380,7 +462,7 @@ impl Store {
         let stale = !peer.raw.store().is_initialized()
             || peer.region().epoch.conf_ver < msg.region_epoch.conf_ver;
         if stale {
-            self.destroy_peer(msg.region_id)?;
+            self.destroy_peer(msg.region_id, "stale peer told by a tombstone message")?;
         }
         Ok(())
     }
@@ -420,6 +502,7 @@ impl Store {
             last_index: storage.last_index(),
             pending_proposals: peer.proposals.len(),
             pending_reads: peer.reads.len(),
+            lease_reads: peer.lease_reads,
         })
     }
 }
@@ -445,19 +528,43 @@ fn push_outbound(
         out.push(msg);
         return;
     }
+    let (region, to, index) = (
+        msg.region_id,
+        msg.to_peer.clone(),
+        msg.message.snapshot.as_ref().map_or(0, |s| s.metadata.index),
+    );
     let chunks = split_into_chunks(msg, cfg.snapshot_chunk_size_bytes);
+    events::snapshot_sent(region, to.id, to.store_id, index, chunks.len());
     stats.snapshots_sent += 1;
     stats.snapshot_chunks_sent += chunks.len() as u64;
     out.extend(chunks);
 }
 
-/// Appends `from`'s mutations to `into`, in order.
-fn append_batch(into: &mut WriteBatch, from: WriteBatch) {
-    for (cf, m) in from.ops() {
-        match m {
-            Mutation::Put { key, value } => into.put(*cf, key, value),
-            Mutation::Delete { key } => into.delete(*cf, key),
-            Mutation::DeleteRange { start, end } => into.delete_range(*cf, start, end.as_deref()),
-        };
+fn message_type_name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::Append => "an append",
+        MessageType::Heartbeat => "a heartbeat",
+        MessageType::Snapshot => "a snapshot",
+        _ => "a message",
     }
+}
+
+/// Applies the entries committed past a snapshot installed by the same Ready, once the
+/// snapshot's data is in the engine (apply reads through it).
+fn apply_after_snapshot(
+    peer: &mut Peer,
+    entries: &[Entry],
+    engine: &Engine,
+    out: &mut Responses,
+) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    let mut answers = Vec::new();
+    peer.apply_committed(entries, engine, &mut batch, &mut answers)?;
+    if !batch.is_empty() {
+        // Not synced: the entries are in the synced log and are applied again after a crash
+        // that loses this write.
+        engine.write(&batch, false)?;
+    }
+    out.append(&mut answers);
+    Ok(())
 }

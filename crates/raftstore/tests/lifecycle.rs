@@ -1,14 +1,17 @@
 //! Crash recovery, log GC with chunked snapshots, membership change, stale peer GC and leader
-//! transfer.
+//! transfer; a disk that fails under a store.
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Cluster, REGION_ID, get_req, put_req, test_config};
+use minikv_engine::{Engine, SimDisk};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::metapb::{Peer, PeerRole};
 use minikv_proto::raft_cmdpb::{AdminRequest, RaftCmdRequest};
 use minikv_raft::ConfChangeType;
-use minikv_raftstore::StoreConfig;
+use minikv_raftstore::{Store, StoreConfig};
 
 fn gc_config() -> StoreConfig {
     StoreConfig {
@@ -210,4 +213,37 @@ fn key_outside_region_stale_version_and_unknown_region_are_refused() {
     assert!(matches!(c.propose(leader, cmd), Err(RegionError::EpochNotMatch { .. })));
     c.put(b"a", b"v");
     assert_eq!(c.get(b"a"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn opening_a_store_over_unreadable_sectors_fails_with_an_error_never_a_panic() {
+    let mut c = Cluster::new(3, 3, 23, test_config());
+    c.wait_leader(100);
+    for i in 0..20u32 {
+        c.put(format!("k{i:02}").as_bytes(), &[b'v'; 100]);
+    }
+    c.crash(1);
+    let disk: SimDisk = c.nodes[&1].disk.clone();
+    let sectors = disk.durable_len_bytes().div_ceil(4096);
+    assert!(sectors > 2, "a store writes more than a header");
+    let (mut opened, mut failed) = (0, 0);
+    for sector in 0..sectors {
+        disk.clear_read_errors();
+        disk.inject_read_error(sector * 4096);
+        // Either layer may meet the bad sector; each must answer with an error.
+        let Ok(engine) = Engine::open(disk.clone()) else {
+            failed += 1;
+            continue;
+        };
+        match Store::open(1, Arc::new(engine), test_config()) {
+            Ok(_) => opened += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(failed > 0, "no sector of {sectors} was needed to open the store");
+    assert!(opened + failed == sectors);
+    disk.clear_read_errors();
+    let engine = Arc::new(Engine::open(disk.clone()).expect("a healthy disk opens"));
+    let store = Store::open(1, engine, test_config()).expect("a healthy store opens");
+    assert!(store.peer_status(REGION_ID).unwrap().applied_index > 20);
 }

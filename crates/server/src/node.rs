@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use madsim::net::Endpoint;
 use minikv_client::Clock;
+use minikv_client::net::Endpoint;
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -73,12 +73,34 @@ impl Node {
         probe: NodeProbe,
         bootstrap: Option<Region>,
     ) -> Result<Node> {
-        let mut store = Store::open(config.store_id, engine.clone(), config.store.clone())?;
+        let store_id = config.store_id;
+        let mut store = Store::open(store_id, engine.clone(), config.store.clone()).inspect_err(
+            |e| tracing::info!(target: "minikv::trace", "store {store_id}: cannot open: {e}"),
+        )?;
+        let recovered: Vec<String> = store
+            .region_ids()
+            .into_iter()
+            .filter_map(|id| store.peer_status(id))
+            .map(|s| format!("region {} applied {}", s.region.id, s.applied_index))
+            .collect();
+        let mut bootstrapped = None;
         if let Some(region) = bootstrap
             && store.region_ids().is_empty()
             && !store.is_tombstone(region.id)
         {
+            bootstrapped = Some(region.id);
             store.bootstrap_first_region(region)?;
+        }
+        match bootstrapped {
+            Some(id) => tracing::info!(
+                target: "minikv::trace",
+                "node started: store {store_id}, bootstrapped region {id}"
+            ),
+            None => tracing::info!(
+                target: "minikv::trace",
+                "node started: store {store_id}, recovered [{}]",
+                recovered.join(", ")
+            ),
         }
         let endpoint = Endpoint::bind(config.listen_addr)
             .await
@@ -93,7 +115,19 @@ impl Node {
 
     /// Runs the event loop until the store fails (then the node must be restarted from its
     /// disk). Never returns `Ok` in normal operation.
-    pub async fn run(mut self) -> Result<()> {
+    pub async fn run(self) -> Result<()> {
+        let store_id = self.config.store_id;
+        let result = self.run_loop().await;
+        match &result {
+            Ok(()) => tracing::info!(target: "minikv::trace", "node stopping: store {store_id}"),
+            Err(e) => {
+                tracing::info!(target: "minikv::trace", "node stopping: store {store_id}: {e}")
+            }
+        }
+        result
+    }
+
+    async fn run_loop(mut self) -> Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         assert!(self.config.receive_tasks_per_tag > 0, "receive_tasks_per_tag must be positive");
         for _ in 0..self.config.receive_tasks_per_tag {
@@ -226,6 +260,9 @@ impl Node {
 
     /// Runs Readies until none is left, then sends messages and answers.
     fn drive(&mut self) -> Result<()> {
+        if self.store.is_poisoned() {
+            return Err(minikv_raftstore::Error::Poisoned.into());
+        }
         while self.store.has_ready() {
             self.store.handle_ready()?;
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -35,6 +36,8 @@ pub struct SimClusterConfig {
     pub store: StoreConfig,
     /// Seeds the simulated disks (each store derives its own).
     pub disk_seed: u64,
+    /// Fault rates of every store's simulated disk at start.
+    pub disk: SimDiskConfig,
 }
 
 impl SimClusterConfig {
@@ -51,6 +54,7 @@ impl SimClusterConfig {
                 ..StoreConfig::default()
             },
             disk_seed,
+            disk: SimDiskConfig::default(),
         }
     }
 }
@@ -61,6 +65,10 @@ struct SimStore {
     clock: Clock,
     probe: NodeProbe,
     up: bool,
+    paused: bool,
+    /// Set when the node stopped itself on an error (fail-stop, e.g. a disk error); cleared
+    /// by `restart`.
+    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SimStore {
@@ -114,7 +122,7 @@ impl SimCluster {
         for id in 1..=config.stores {
             let disk = SimDisk::new(
                 config.disk_seed.wrapping_mul(31).wrapping_add(id),
-                SimDiskConfig::default(),
+                config.disk.clone(),
             );
             let clock = Clock::new();
             let probe = NodeProbe::new();
@@ -123,30 +131,38 @@ impl SimCluster {
             node_config.ready_batch_window_ms = config.ready_batch_window_ms;
             node_config.max_pending_requests = config.max_pending_requests;
             let booted = Arc::new(AtomicBool::new(false));
+            let failed = Arc::new(AtomicBool::new(false));
             let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
+            let failed_flag = failed.clone();
             let node = handle
                 .create_node()
                 .name(format!("store-{id}"))
                 .ip(addrs[&id].ip())
                 .init(move || {
-                    let engine = Arc::new(
-                        Engine::open(d.clone())
-                            .unwrap_or_else(|e| panic!("store {id}: cannot open engine: {e}")),
-                    );
+                    // Every error below is a fail-stop (a real node would exit and be restarted
+                    // by its supervisor): the flag tells the cluster, the trace says why.
+                    let failed = failed_flag.clone();
+                    let engine = Engine::open(d.clone()).map(Arc::new);
                     let first_boot = !booted.swap(true, Ordering::Relaxed);
                     let bootstrap = first_boot.then(|| r.clone());
                     let (cfg, clock, probe) = (node_config.clone(), c.clone(), p.clone());
                     async move {
-                        let node = Node::start(cfg, engine, clock, probe, bootstrap)
-                            .await
-                            .unwrap_or_else(|e| panic!("store {id}: cannot start: {e}"));
+                        let engine = match engine {
+                            Ok(engine) => engine,
+                            Err(e) => return fail_stop(&failed, id, "cannot open engine", &e),
+                        };
+                        let node = match Node::start(cfg, engine, clock, probe, bootstrap).await {
+                            Ok(node) => node,
+                            Err(e) => return fail_stop(&failed, id, "cannot start", &e),
+                        };
                         if let Err(e) = node.run().await {
-                            panic!("store {id}: node stopped: {e}");
+                            fail_stop(&failed, id, "stopped", &e);
                         }
                     }
                 })
                 .build();
-            stores.insert(id, SimStore { node, disk, clock, probe, up: true });
+            stores
+                .insert(id, SimStore { node, disk, clock, probe, up: true, paused: false, failed });
         }
         SimCluster { handle, stores, addrs, next_client_ip: 1 }
     }
@@ -167,12 +183,48 @@ impl SimCluster {
         self.handle.create_node().name(name).ip(ip).build()
     }
 
-    fn node_id(&self, id: StoreId) -> NodeId {
+    /// The madsim node of store `id`.
+    pub fn node_id(&self, id: StoreId) -> NodeId {
         self.stores[&id].node.id()
     }
 
+    /// Powered on and not stopped on an error (it may be paused).
     pub fn is_up(&self, id: StoreId) -> bool {
-        self.stores[&id].up
+        let s = &self.stores[&id];
+        s.up && !s.failed.load(Ordering::Relaxed)
+    }
+
+    /// The node stopped itself on an error and waits for a restart.
+    pub fn has_failed(&self, id: StoreId) -> bool {
+        self.stores[&id].failed.load(Ordering::Relaxed)
+    }
+
+    pub fn is_paused(&self, id: StoreId) -> bool {
+        self.stores[&id].paused
+    }
+
+    /// Freezes every task of the node (its clock keeps running, messages to it queue up).
+    pub fn pause(&mut self, id: StoreId) {
+        let node_id = self.node_id(id);
+        let store = self.stores.get_mut(&id).expect("known store");
+        if store.up && !store.paused {
+            self.handle.pause(node_id);
+            store.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self, id: StoreId) {
+        let node_id = self.node_id(id);
+        let store = self.stores.get_mut(&id).expect("known store");
+        if store.paused {
+            self.handle.resume(node_id);
+            store.paused = false;
+        }
+    }
+
+    /// Store `id`'s simulated disk (its fault rates can change while it runs).
+    pub fn disk(&self, id: StoreId) -> SimDisk {
+        self.stores[&id].disk.clone()
     }
 
     /// Power loss: the node's tasks die and its disk loses every unsynced write.
@@ -181,6 +233,10 @@ impl SimCluster {
         let store = self.stores.get_mut(&id).expect("known store");
         if !store.up {
             return;
+        }
+        if store.paused {
+            self.handle.resume(node_id);
+            store.paused = false;
         }
         self.handle.kill(node_id);
         store.disk.crash();
@@ -191,10 +247,13 @@ impl SimCluster {
     pub fn restart(&mut self, id: StoreId) {
         let node_id = self.node_id(id);
         let store = self.stores.get_mut(&id).expect("known store");
-        if store.up {
+        if store.up && !store.failed.load(Ordering::Relaxed) {
             return;
         }
+        // madsim's restart does not close the old incarnation's sockets; kill does.
+        self.handle.kill(node_id);
         self.handle.restart(node_id);
+        store.failed.store(false, Ordering::Relaxed);
         store.up = true;
     }
 
@@ -226,6 +285,21 @@ impl SimCluster {
         }
     }
 
+    /// Cuts the link from `src` to `dst` only (the other direction still delivers).
+    pub fn clog_one_way(&self, src: StoreId, dst: StoreId) {
+        NetSim::current().clog_link(self.node_id(src), self.node_id(dst));
+    }
+
+    pub fn unclog_one_way(&self, src: StoreId, dst: StoreId) {
+        NetSim::current().unclog_link(self.node_id(src), self.node_id(dst));
+    }
+
+    /// Every message takes between `min_ms` and `max_ms` (inclusive) to arrive.
+    pub fn set_latency_ms(&self, min_ms: u64, max_ms: u64) {
+        let range = Duration::from_millis(min_ms)..Duration::from_millis(max_ms + 1);
+        NetSim::current().update_config(|c| c.send_latency = range);
+    }
+
     /// Drops this fraction of every message (stores and clients alike).
     pub fn set_packet_loss(&self, rate: f64) {
         NetSim::current().update_config(|c| c.packet_loss_rate = rate);
@@ -233,6 +307,11 @@ impl SimCluster {
 
     pub fn probe(&self, id: StoreId) -> ProbeState {
         self.stores[&id].probe.snapshot()
+    }
+
+    /// Fault counters of store `id`'s disk.
+    pub fn disk_counters(&self, id: StoreId) -> minikv_engine::FaultCounters {
+        self.stores[&id].disk.counters()
     }
 
     /// The store whose peer leads the first region in the highest term, among up stores.
@@ -255,4 +334,14 @@ impl SimCluster {
             .scan(Cf::Default, &[], None, usize::MAX)
             .unwrap_or_else(|e| panic!("store {id}: scan failed: {e}"))
     }
+}
+
+/// A node stops itself on an error it cannot serve through (fail-stop): it says why in the
+/// trace and raises the flag the cluster restarts it by.
+/// The process exits: every task of the node dies and its sockets close, but the disk keeps
+/// what the OS accepted (unlike a power loss).
+fn fail_stop(failed: &AtomicBool, id: StoreId, what: &str, error: &dyn std::fmt::Display) {
+    tracing::warn!(target: "minikv::trace", "store {id} fail-stop: {what}: {error}");
+    failed.store(true, Ordering::Relaxed);
+    Handle::current().kill(madsim::plugin::node());
 }

@@ -2,8 +2,8 @@
 //! partitions re-drawn every election timeout, 10% message loss, crashes (one store at a time
 //! and all at once, losing unsynced data), log GC every 100 entries, membership changes every
 //! ~100 ms. Each run checks linearizability, per-client appends, liveness within 10 simulated
-//! seconds after the faults stop, and identical replicas. Replay a failure with the seed it
-//! prints (see `common::run_seeded`).
+//! seconds after the faults stop, and identical replicas. The last run also serves reads from
+//! leader leases. Replay a failure with the seed it prints (see `common::run_seeded`).
 
 #![cfg(madsim)]
 
@@ -59,8 +59,27 @@ fn crashes_with_log_gc_and_membership() {
 
 #[test]
 fn everything_at_once_one_and_twenty_clients() {
-    let faults =
-        Faults { partitions: true, loss: true, crashes: true, log_gc: true, membership: true };
+    let faults = Faults {
+        partitions: true,
+        loss: true,
+        crashes: true,
+        log_gc: true,
+        membership: true,
+        ..Faults::default()
+    };
     run("everything_at_once_one_and_twenty_clients", &[18], 1, faults);
     run("everything_at_once_one_and_twenty_clients", &[19], 20, faults);
+}
+
+#[test]
+fn everything_at_once_with_leader_leases() {
+    let faults = Faults {
+        partitions: true,
+        loss: true,
+        crashes: true,
+        log_gc: true,
+        membership: true,
+        lease_read: true,
+    };
+    run("everything_at_once_with_leader_leases", &[20], 5, faults);
 }

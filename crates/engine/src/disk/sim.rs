@@ -113,18 +113,26 @@ impl DiskState {
 
     /// Current image of `sector` as the volatile view shows it.
     fn view(&self, sector: u64) -> Vec<u8> {
+        match self.pending.get(&sector) {
+            Some(image) => image.clone(),
+            None => durable_image(&self.durable, sector),
+        }
+    }
+
+    /// Copies `out.len()` bytes of `sector`'s volatile view from `within` into `out`, without
+    /// building the sector's image (reads are the hot path of every commit).
+    fn copy_view(&self, sector: u64, within: u64, out: &mut [u8]) {
         if let Some(image) = self.pending.get(&sector) {
-            return image.clone();
+            out.copy_from_slice(&image[within as usize..within as usize + out.len()]);
+            return;
         }
-        let mut image = vec![0u8; SECTOR_BYTES as usize];
-        let start = sector * SECTOR_BYTES;
-        let durable_len = self.durable.len() as u64;
-        if start < durable_len {
-            let end = (start + SECTOR_BYTES).min(durable_len);
-            image[..(end - start) as usize]
-                .copy_from_slice(&self.durable[start as usize..end as usize]);
+        let start = (sector * SECTOR_BYTES + within) as usize;
+        let durable = self.durable.len();
+        let from_medium = durable.saturating_sub(start).min(out.len());
+        if from_medium > 0 {
+            out[..from_medium].copy_from_slice(&self.durable[start..start + from_medium]);
         }
-        image
+        out[from_medium..].fill(0);
     }
 
     /// Checks the handle's epoch and fires an armed crash; every backend operation starts here.
@@ -203,10 +211,8 @@ impl DiskState {
             if from_medium {
                 self.medium_faults(sector)?;
             }
-            let image = self.view(sector);
             let dst = (pos - offset) as usize;
-            out[dst..dst + n as usize]
-                .copy_from_slice(&image[within as usize..(within + n) as usize]);
+            self.copy_view(sector, within, &mut out[dst..dst + n as usize]);
             pos += n;
         }
         Ok(())
@@ -247,11 +253,21 @@ impl DiskState {
             let sector = pos / SECTOR_BYTES;
             let within = pos % SECTOR_BYTES;
             let n = (SECTOR_BYTES - within).min(end - pos);
-            let mut image = self.view(sector);
-            let src = (pos - offset) as usize;
-            image[within as usize..(within + n) as usize]
-                .copy_from_slice(&data[src..src + n as usize]);
-            self.pending.insert(sector, image);
+            let src = &data[(pos - offset) as usize..(pos - offset + n) as usize];
+            let durable = &self.durable;
+            let image = match self.pending.entry(sector) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                // A whole-sector write needs nothing of the old image.
+                std::collections::btree_map::Entry::Vacant(e) if n == SECTOR_BYTES => {
+                    e.insert(src.to_vec());
+                    pos += n;
+                    continue;
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(durable_image(durable, sector))
+                }
+            };
+            image[within as usize..(within + n) as usize].copy_from_slice(src);
             pos += n;
         }
         Ok(())
@@ -285,6 +301,18 @@ impl DiskState {
             self.persist(sector, &image);
         }
     }
+}
+
+/// The image of `sector` on the medium (zeros past its end).
+fn durable_image(durable: &[u8], sector: u64) -> Vec<u8> {
+    let mut image = vec![0u8; SECTOR_BYTES as usize];
+    let start = sector * SECTOR_BYTES;
+    let durable_len = durable.len() as u64;
+    if start < durable_len {
+        let end = (start + SECTOR_BYTES).min(durable_len);
+        image[..(end - start) as usize].copy_from_slice(&durable[start as usize..end as usize]);
+    }
+    image
 }
 
 /// A simulated disk: a cloneable handle on shared state.

@@ -276,7 +276,11 @@ impl Cluster {
             let leader = self.wait_leader(300);
             match self.call(leader, requests.clone(), admin.clone()) {
                 Ok(r) => return r,
-                Err(RegionError::NotLeader { .. } | RegionError::StaleCommand) => self.run_ticks(5),
+                Err(
+                    RegionError::NotLeader { .. }
+                    | RegionError::StaleCommand
+                    | RegionError::ProposalDropped,
+                ) => self.run_ticks(5),
                 Err(e) => panic!("request failed: {e}"),
             }
         }

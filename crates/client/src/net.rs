@@ -1,0 +1,257 @@
+//! The message transport nodes and clients share: tagged datagrams between socket addresses.
+//!
+//! Under `cfg(madsim)` it is madsim's simulated `Endpoint`. Outside simulation it is our own
+//! endpoint over TCP, because madsim's std endpoint panics when a peer is down (its connect
+//! and its sends `unwrap`) and keeps the dead connection, so a node that restarts is never
+//! reached again. This one behaves like the simulated network: `send_to` queues a message
+//! and returns (an unreachable peer is an `Err` at connect, or a lost message later), a
+//! broken connection is dropped and made again on the next send, and a dropped endpoint
+//! closes its listener and its connections.
+//!
+//! Wire format: a connection starts with the sender's listening address (u32 length, then
+//! UTF-8), then carries frames of u32 length (of what follows), u64 tag, payload. Each side
+//! only writes on the connections it opened, so a pair of endpoints uses up to two.
+
+#[cfg(madsim)]
+pub use madsim::net::Endpoint;
+
+#[cfg(not(madsim))]
+pub use real::Endpoint;
+
+#[cfg(not(madsim))]
+mod real {
+    use std::collections::{HashMap, VecDeque};
+    use std::io;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{Notify, mpsc};
+    use tokio::task::JoinHandle;
+
+    /// A message queued for one destination: its tag and payload.
+    type Outgoing = (u64, Vec<u8>);
+    /// A received message: its payload and sender.
+    type Incoming = (Vec<u8>, SocketAddr);
+
+    /// Largest frame accepted from a peer; a bigger one closes the connection.
+    const MAX_FRAME_BYTES: usize = 64 << 20;
+    /// Longest listening address a peer may announce.
+    const MAX_ADDR_BYTES: usize = 256;
+
+    /// A bound endpoint; clones share it. Dropping the last clone closes everything.
+    #[derive(Clone)]
+    pub struct Endpoint {
+        inner: Arc<Inner>,
+    }
+
+    impl std::fmt::Debug for Endpoint {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Endpoint").field("addr", &self.inner.addr).finish_non_exhaustive()
+        }
+    }
+
+    struct Inner {
+        addr: SocketAddr,
+        /// Outgoing connections by destination, with a number naming each connection (lookups
+        /// only, never iterated).
+        senders: Mutex<HashMap<SocketAddr, (u64, mpsc::UnboundedSender<Outgoing>)>>,
+        next_connection: AtomicU64,
+        /// Received messages by tag.
+        mailbox: Mutex<HashMap<u64, VecDeque<Incoming>>>,
+        arrived: Notify,
+        /// The acceptor and every reader task: aborted when the endpoint goes.
+        tasks: Mutex<Vec<JoinHandle<()>>>,
+    }
+
+    impl Drop for Inner {
+        fn drop(&mut self) {
+            for task in lock(&self.tasks).drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        // A panic while holding one of these locks already failed the process.
+        m.lock().expect("endpoint lock poisoned")
+    }
+
+    impl Endpoint {
+        /// Listens on `addr` (port 0: an ephemeral port, see `local_addr`).
+        pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<Endpoint> {
+            let listener = TcpListener::bind(addr).await?;
+            let addr = listener.local_addr()?;
+            let inner = Arc::new(Inner {
+                addr,
+                senders: Mutex::default(),
+                next_connection: AtomicU64::new(0),
+                mailbox: Mutex::default(),
+                arrived: Notify::new(),
+                tasks: Mutex::default(),
+            });
+            let weak = Arc::downgrade(&inner);
+            let acceptor = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let reader = tokio::spawn(read_connection(Arc::downgrade(&inner), stream));
+                    let mut tasks = lock(&inner.tasks);
+                    tasks.retain(|t| !t.is_finished());
+                    tasks.push(reader);
+                }
+            });
+            lock(&inner.tasks).push(acceptor);
+            Ok(Endpoint { inner })
+        }
+
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            Ok(self.inner.addr)
+        }
+
+        /// Queues `data` for `dst`, connecting first if needed. `Ok` does not mean delivered.
+        pub async fn send_to(&self, dst: SocketAddr, tag: u64, data: &[u8]) -> io::Result<()> {
+            let existing = lock(&self.inner.senders).get(&dst).map(|(_, tx)| tx.clone());
+            if let Some(tx) = existing
+                && tx.send((tag, data.to_vec())).is_ok()
+            {
+                return Ok(());
+            }
+            let mut stream = TcpStream::connect(dst).await?;
+            stream.set_nodelay(true)?;
+            let me = self.inner.addr.to_string();
+            stream.write_u32(me.len() as u32).await?;
+            stream.write_all(me.as_bytes()).await?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            tx.send((tag, data.to_vec())).expect("receiver held below");
+            let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+            // A connection this replaces (a concurrent connect) ends when its queue closes.
+            lock(&self.inner.senders).insert(dst, (id, tx));
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(write_connection(weak, dst, id, rx, stream));
+            Ok(())
+        }
+
+        /// The next message with `tag`: copied into `buf` (cut to its length) with its sender.
+        /// Cancel-safe: a message is taken only when this returns.
+        pub async fn recv_from(&self, tag: u64, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            loop {
+                let notified = self.inner.arrived.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some((data, from)) =
+                    lock(&self.inner.mailbox).get_mut(&tag).and_then(VecDeque::pop_front)
+                {
+                    let len = buf.len().min(data.len());
+                    buf[..len].copy_from_slice(&data[..len]);
+                    return Ok((len, from));
+                }
+                notified.await;
+            }
+        }
+    }
+
+    /// Writes queued frames until the queue closes (the endpoint dropped it, or replaced it)
+    /// or the connection breaks; then forgets the connection so that the next send makes a
+    /// new one.
+    async fn write_connection(
+        inner: Weak<Inner>,
+        dst: SocketAddr,
+        id: u64,
+        mut rx: mpsc::UnboundedReceiver<Outgoing>,
+        mut stream: TcpStream,
+    ) {
+        while let Some((tag, data)) = rx.recv().await {
+            let ok = async {
+                stream.write_u32(8 + data.len() as u32).await?;
+                stream.write_u64(tag).await?;
+                stream.write_all(&data).await
+            }
+            .await;
+            if ok.is_err() {
+                break;
+            }
+        }
+        if let Some(inner) = inner.upgrade() {
+            let mut senders = lock(&inner.senders);
+            if senders.get(&dst).is_some_and(|(current, _)| *current == id) {
+                senders.remove(&dst);
+            }
+        }
+    }
+
+    /// Reads the peer's address, then its frames into the mailbox, until it closes.
+    async fn read_connection(inner: Weak<Inner>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let mut reader = BufReader::new(stream);
+        let result: io::Result<()> = async {
+            let addr_len = reader.read_u32().await? as usize;
+            if addr_len > MAX_ADDR_BYTES {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "address too long"));
+            }
+            let mut addr = vec![0u8; addr_len];
+            reader.read_exact(&mut addr).await?;
+            let from: SocketAddr = std::str::from_utf8(&addr)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad address"))?;
+            loop {
+                let len = reader.read_u32().await? as usize;
+                if !(8..=MAX_FRAME_BYTES).contains(&len) {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "bad frame length"));
+                }
+                let tag = reader.read_u64().await?;
+                let mut data = vec![0u8; len - 8];
+                reader.read_exact(&mut data).await?;
+                let Some(inner) = inner.upgrade() else { return Ok(()) };
+                lock(&inner.mailbox).entry(tag).or_default().push_back((data, from));
+                inner.arrived.notify_waiters();
+            }
+        }
+        .await;
+        // A closed or garbled connection just ends; the peer reconnects when it sends again.
+        drop(result);
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::Endpoint;
+
+    #[tokio::test]
+    async fn messages_arrive_by_tag_and_a_restarted_peer_is_reached_again() {
+        let a = Endpoint::bind("127.0.0.1:0").await.unwrap();
+        let b = Endpoint::bind("127.0.0.1:0").await.unwrap();
+        let b_addr = b.local_addr().unwrap();
+        a.send_to(b_addr, 1, b"one").await.unwrap();
+        a.send_to(b_addr, 2, b"two").await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(2, &mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"two"[..], a.local_addr().unwrap()));
+        let (n, _) = b.recv_from(1, &mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"one");
+        drop(b);
+        // The peer is gone: sends fail or are lost, never panic.
+        for _ in 0..3 {
+            let _ = a.send_to(b_addr, 1, b"lost").await;
+            tokio::task::yield_now().await;
+        }
+        let b = Endpoint::bind(b_addr).await.expect("the port is free again");
+        let mut delivered = false;
+        for _ in 0..100 {
+            let _ = a.send_to(b_addr, 3, b"back").await;
+            let got = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                b.recv_from(3, &mut buf),
+            )
+            .await;
+            if let Ok(Ok((n, _))) = got {
+                assert_eq!(&buf[..n], b"back");
+                delivered = true;
+                break;
+            }
+        }
+        assert!(delivered, "the restarted peer was never reached");
+    }
+}

@@ -1,0 +1,115 @@
+//! Leader leases: reads served locally while no other leader can exist, and never after.
+
+mod common;
+
+use common::{Cluster, get_req, put_req, test_config};
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::raft_cmdpb::{RaftCmdRequest, Response};
+use minikv_raftstore::StoreConfig;
+
+fn lease_config() -> StoreConfig {
+    StoreConfig { lease_read: true, ..test_config() }
+}
+
+fn get_value(r: &minikv_proto::raft_cmdpb::RaftCmdResponse) -> Option<Vec<u8>> {
+    match r.responses.as_slice() {
+        [Response::Get { value }] => value.clone(),
+        other => panic!("unexpected read response {other:?}"),
+    }
+}
+
+#[test]
+fn reads_inside_a_confirmed_lease_need_no_message_round() {
+    let mut c = Cluster::new(3, 3, 41, lease_config());
+    let leader = c.wait_leader(100);
+    c.put(b"k", b"v1");
+    // The first read confirms the lease through a ReadIndex round.
+    let r = c.call(leader, vec![get_req(b"k")], None).unwrap();
+    assert_eq!(get_value(&r), Some(b"v1".to_vec()));
+    let before = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
+    // The next one is answered by `propose` itself: no tick, no message, no Ready.
+    let cmd =
+        RaftCmdRequest { header: c.header(leader), requests: vec![get_req(b"k")], admin: None };
+    let token = c.propose(leader, cmd).unwrap();
+    let answered = c.store_mut(leader).take_responses();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].0, token);
+    assert_eq!(get_value(&answered[0].1), Some(b"v1".to_vec()));
+    assert!(c.store_mut(leader).take_outbound().is_empty(), "a lease read sends nothing");
+    let after = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
+    assert_eq!(after, before + 1);
+}
+
+#[test]
+fn a_partitioned_leader_never_serves_a_lease_read_once_another_leader_wrote() {
+    let mut c = Cluster::new(3, 3, 42, lease_config());
+    let old = c.wait_leader(100);
+    c.put(b"k", b"v1");
+    c.call(old, vec![get_req(b"k")], None).unwrap();
+    c.partition(&[old], &(1..=3).filter(|id| *id != old).collect::<Vec<_>>());
+    let mut new = None;
+    let mut reads = Vec::new();
+    let mut written_at = None;
+    for _ in 0..400 {
+        // A read on the old leader every tick, while the majority elects and writes.
+        let cmd =
+            RaftCmdRequest { header: c.header(old), requests: vec![get_req(b"k")], admin: None };
+        if let Ok(token) = c.propose(old, cmd) {
+            reads.push((c.now, token));
+        }
+        c.tick();
+        if new.is_none() {
+            new = c.leader().filter(|l| *l != old);
+        }
+        if let (Some(n), None) = (new, written_at) {
+            match c.call(n, vec![put_req(b"k", b"v2")], None) {
+                Ok(_) => written_at = Some(c.now),
+                Err(RegionError::NotLeader { .. }) => new = None,
+                Err(e) => panic!("write on the new leader: {e}"),
+            }
+        }
+        if written_at.is_some_and(|w| c.now > w + 50) {
+            break;
+        }
+    }
+    let written_at = written_at.expect("the majority elected a leader and wrote");
+    let mut served = 0;
+    for (issued, token) in reads {
+        let Some((_, resp)) = c.responses.remove(&token) else { continue };
+        if resp.header.error.is_some() {
+            continue;
+        }
+        served += 1;
+        assert_eq!(get_value(&resp), Some(b"v1".to_vec()));
+        assert!(
+            issued < written_at,
+            "read issued at tick {issued} served after v2 was written at {written_at}"
+        );
+    }
+    assert!(served > 0, "the lease served no read at all after the partition");
+}
+
+#[test]
+fn a_restarted_voter_does_not_help_elect_a_rival_inside_the_lease_it_confirmed() {
+    let mut c = Cluster::new(3, 3, 43, lease_config());
+    let a = c.wait_leader(100);
+    c.put(b"k", b"v1");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != a).collect();
+    let (b, rival) = (others[0], others[1]);
+    c.partition(&[a], &[rival]);
+    // The lease is confirmed by `a` and `b`; then `b` restarts, forgetting whom it heard.
+    c.call(a, vec![get_req(b"k")], None).unwrap();
+    c.crash(b);
+    c.restart(b);
+    c.store_mut(rival).campaign(common::REGION_ID).unwrap();
+    c.pump();
+    let rival_wrote = c.store(rival).is_leader(common::REGION_ID)
+        && c.call(rival, vec![put_req(b"k", b"v2")], None).is_ok();
+    let cmd = RaftCmdRequest { header: c.header(a), requests: vec![get_req(b"k")], admin: None };
+    let token = c.propose(a, cmd).unwrap();
+    let served: Vec<_> =
+        c.store_mut(a).take_responses().into_iter().filter(|(t, _)| *t == token).collect();
+    assert_eq!(served.len(), 1, "the lease still serves on the old leader");
+    assert_eq!(get_value(&served[0].1), Some(b"v1".to_vec()));
+    assert!(!rival_wrote, "a rival leader wrote v2 while the old leader's lease served v1");
+}

@@ -1,0 +1,283 @@
+//! Node faults: power loss and restart, pause and resume, clock skew (offsets, bumps, strobes,
+//! drift), disk read errors and torn writes, and membership changes through an admin client.
+
+use std::collections::BTreeMap;
+
+use madsim::time::Instant;
+use minikv_client::{ClientConfig, Clock, RawClient};
+use minikv_proto::metapb::{Peer, PeerRole, StoreId};
+use minikv_proto::raftpb::ConfChangeType;
+use minikv_server::sim_cluster::FIRST_REGION_ID;
+
+use super::Ctx;
+use crate::scenario::{Between, ClockSpec, DiskSpec, KillSpec, MembershipSpec, PauseSpec};
+
+fn since_ms(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
+    let every = ctx.between(&spec.every_ms, "every_ms", 100, 800);
+    let down_for = ctx.between(&spec.down_ms, "down_ms", 50, 500);
+    let max_down =
+        spec.max_down.as_ref().map_or((ctx.stores.len() as u64 - 1) / 2, |m| *m.get_ref());
+    let all_at_ms = spec.all_at_ms.as_ref().map(|a| *a.get_ref());
+    let start = Instant::now();
+    let mut down: BTreeMap<StoreId, u64> = BTreeMap::new();
+    let mut next_kill_ms = ctx.in_range(every);
+    let mut all_done = false;
+    while !ctx.over() {
+        let now = since_ms(start);
+        let due: Vec<StoreId> =
+            down.iter().filter(|(_, at)| **at <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            down.remove(&id);
+            ctx.world.cluster().restart(id);
+            ctx.world.fault("restart", &format!("store {id} powers on"));
+        }
+        if !all_done && all_at_ms.is_some_and(|at| now >= at) {
+            all_done = true;
+            for id in ctx.stores.clone() {
+                if let std::collections::btree_map::Entry::Vacant(slot) = down.entry(id) {
+                    ctx.world.cluster().crash(id);
+                    slot.insert(now + ctx.in_range(down_for));
+                }
+            }
+            ctx.world.fault("kill", "every store loses power at once");
+        } else if now >= next_kill_ms {
+            next_kill_ms = now + ctx.in_range(every);
+            if (down.len() as u64) < max_down {
+                let up: Vec<StoreId> =
+                    ctx.stores.iter().copied().filter(|id| !down.contains_key(id)).collect();
+                if !up.is_empty() {
+                    let id = up[ctx.below(up.len() as u64) as usize];
+                    let hold = ctx.in_range(down_for);
+                    ctx.world.cluster().crash(id);
+                    down.insert(id, now + hold);
+                    ctx.world.fault("kill", &format!("store {id} loses power for {hold} ms"));
+                }
+            }
+        }
+        let next_restart = down.values().min().copied().unwrap_or(u64::MAX);
+        let wake =
+            next_restart.min(next_kill_ms).min(all_at_ms.filter(|_| !all_done).unwrap_or(u64::MAX));
+        ctx.sleep_ms(wake.saturating_sub(since_ms(start)).max(1)).await;
+    }
+    for id in down.into_keys() {
+        ctx.world.cluster().restart(id);
+        ctx.world.fault("restart", &format!("store {id} powers on (phase end)"));
+    }
+}
+
+pub async fn pause(mut ctx: Ctx, spec: PauseSpec) {
+    let every = ctx.between(&spec.every_ms, "every_ms", 100, 800);
+    let hold_for = ctx.between(&spec.pause_ms, "pause_ms", 50, 400);
+    while !ctx.over() {
+        let wait = ctx.in_range(every);
+        ctx.sleep_ms(wait).await;
+        if ctx.over() {
+            break;
+        }
+        let ids = ctx.shuffled_stores();
+        let Some(id) = ids.into_iter().find(|id| {
+            let c = ctx.world.cluster();
+            c.is_up(*id) && !c.is_paused(*id)
+        }) else {
+            continue;
+        };
+        let hold = ctx.in_range(hold_for);
+        ctx.world.cluster().pause(id);
+        ctx.world.fault("pause", &format!("store {id} paused for {hold} ms"));
+        ctx.sleep_ms(hold).await;
+        ctx.world.cluster().resume(id);
+    }
+}
+
+pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
+    let every = ctx.between(&spec.every_ms, "every_ms", 50, 500);
+    let max_offset = ctx.value(&spec.max_offset_ms, "max_offset_ms", 10, 2_000) as i64;
+    let max_drift = ctx.value(&spec.max_drift_ppm, "max_drift_ppm", 1_000, 200_000) as i64;
+    let clocks: Vec<(StoreId, Clock)> = {
+        let c = ctx.world.cluster();
+        ctx.stores.iter().map(|id| (*id, c.clock(*id))).collect()
+    };
+    let signed = |ctx: &mut Ctx, max: i64| -> i64 {
+        let x = ctx.below(max as u64 * 2 + 1) as i64;
+        x - max
+    };
+    while !ctx.over() {
+        let wait = ctx.in_range(every);
+        ctx.sleep_ms(wait).await;
+        if ctx.over() {
+            break;
+        }
+        let (id, clock) = clocks[ctx.below(clocks.len() as u64) as usize].clone();
+        match ctx.below(5) {
+            0 => {
+                let offset = signed(&mut ctx, max_offset);
+                clock.set_offset_ms(offset);
+                ctx.world.fault("clock-offset", &format!("store {id} clock set {offset:+} ms"));
+            }
+            1 => {
+                let bump = signed(&mut ctx, max_offset / 2);
+                clock.set_offset_ms(clock.offset_ms() + bump);
+                ctx.world.fault("clock-bump", &format!("store {id} clock bumped {bump:+} ms"));
+            }
+            2 => {
+                let a = signed(&mut ctx, max_offset);
+                let flip = ctx.in_range(Between::new(5, 20));
+                let strobe_for = ctx.in_range(Between::new(100, 300));
+                ctx.world.fault(
+                    "clock-strobe",
+                    &format!(
+                        "store {id} clock strobes 0/{a:+} ms every {flip} ms for {strobe_for} ms"
+                    ),
+                );
+                let start = Instant::now();
+                let base = clock.offset_ms();
+                let mut high = false;
+                while since_ms(start) < strobe_for && !ctx.over() {
+                    high = !high;
+                    clock.set_offset_ms(if high { base + a } else { base });
+                    ctx.sleep_ms(flip).await;
+                }
+                clock.set_offset_ms(base);
+            }
+            3 => {
+                let drift = signed(&mut ctx, max_drift);
+                clock.set_drift_ppm(drift);
+                ctx.world.fault("clock-drift", &format!("store {id} clock drifts {drift:+} ppm"));
+            }
+            _ => {
+                clock.reset();
+                tracing::info!(target: "minikv::sim", "nemesis clock: store {id} clock reset");
+            }
+        }
+    }
+    for (_, clock) in clocks {
+        clock.reset();
+    }
+}
+
+pub async fn disk(mut ctx: Ctx, spec: DiskSpec) {
+    let read_error_ppm = ctx.value(&spec.read_error_ppm, "read_error_ppm", 10, 2_000) as u32;
+    let keep_ppm = spec.crash_keep_ppm.as_ref().map(|k| *k.get_ref() as u32);
+    // Latent read errors on a minority of disks; torn-write odds on all of them.
+    let minority = (ctx.stores.len() - 1) / 2;
+    let victims: Vec<StoreId> = ctx.shuffled_stores().into_iter().take(minority.max(1)).collect();
+    let before: u64 = {
+        let c = ctx.world.cluster();
+        ctx.stores.iter().map(|id| c.disk_counters(*id).read_errors).sum()
+    };
+    {
+        let c = ctx.world.cluster();
+        for id in &ctx.stores {
+            let disk = c.disk(*id);
+            let mut config = disk.config();
+            if victims.contains(id) {
+                config.read_error_ppm = read_error_ppm;
+            }
+            if let Some(k) = keep_ppm {
+                config.crash_keep_ppm = k;
+            }
+            disk.set_config(config);
+        }
+    }
+    tracing::info!(
+        target: "minikv::sim",
+        "nemesis disk: read errors at {read_error_ppm} ppm on stores {victims:?}"
+    );
+    let latent_every = ctx.between(&spec.latent_every_ms, "latent_every_ms", 200, 2_000);
+    if latent_every == Between::new(0, 0) {
+        while !ctx.over() {
+            ctx.sleep_ms(1_000).await;
+        }
+    }
+    while !ctx.over() {
+        let wait = ctx.in_range(latent_every);
+        ctx.sleep_ms(wait).await;
+        if ctx.over() {
+            break;
+        }
+        let id = victims[ctx.below(victims.len() as u64) as usize];
+        let disk = ctx.world.cluster().disk(id);
+        let len = disk.durable_len_bytes();
+        if len > 0 {
+            let offset = ctx.below(len);
+            disk.inject_read_error(offset);
+            ctx.world.fault("disk-latent-error", &format!("store {id} sector at byte {offset}"));
+        }
+    }
+    let c = ctx.world.cluster();
+    let mut after = 0;
+    for id in &ctx.stores {
+        let disk = c.disk(*id);
+        let mut config = disk.config();
+        config.read_error_ppm = 0;
+        disk.set_config(config);
+        disk.clear_read_errors();
+        after += c.disk_counters(*id).read_errors;
+    }
+    drop(c);
+    ctx.world.count("disk-read-error", after - before);
+}
+
+pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
+    let every = ctx.between(&spec.every_ms, "every_ms", 100, 300);
+    let addrs = ctx.world.cluster().addrs();
+    let mut config = ClientConfig::new(addrs);
+    config.request_timeout_ms = 500;
+    config.rpc_timeout_ms = 200;
+    let Ok(mut admin) = RawClient::connect(config, Clock::new(), "0.0.0.0:0").await else {
+        panic!("the admin client cannot bind");
+    };
+    let total = ctx.stores.len() as u64;
+    while !ctx.over() {
+        let wait = ctx.in_range(every);
+        ctx.sleep_ms(wait).await;
+        if ctx.over() {
+            break;
+        }
+        let (region, leader) = {
+            let c = ctx.world.cluster();
+            let leader = c.leader();
+            let region = leader
+                .and_then(|l| c.probe(l).peers.get(&FIRST_REGION_ID).map(|s| s.region.clone()));
+            (region, leader)
+        };
+        let (Some(region), Some(leader)) = (region, leader) else { continue };
+        let voters = region.peers.len() as u64;
+        let remove = voters == total || (voters > 3 && ctx.below(2) == 0);
+        let (change, peer) = if remove {
+            // The leader itself is a candidate too: it must hand over and step down.
+            let candidates: Vec<Peer> = region
+                .peers
+                .iter()
+                .filter(|p| p.store_id != leader || ctx.below(4) == 0)
+                .cloned()
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let victim = candidates[ctx.below(candidates.len() as u64) as usize].clone();
+            (ConfChangeType::RemoveNode, victim)
+        } else {
+            let missing: Vec<StoreId> =
+                ctx.stores.iter().copied().filter(|s| region.peer_on_store(*s).is_none()).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let store_id = missing[ctx.below(missing.len() as u64) as usize];
+            // Peer ids only grow: epoch-style, from the region's conf_ver.
+            let id = 1_000 + region.epoch.conf_ver * 10 + store_id;
+            (ConfChangeType::AddNode, Peer { id, store_id, role: PeerRole::Voter })
+        };
+        let what = format!("{change:?} peer {} on store {}", peer.id, peer.store_id);
+        match admin.change_peer(b"", change, peer).await {
+            Ok(_) => ctx.world.fault("membership", &what),
+            Err(e) => {
+                tracing::info!(target: "minikv::sim", "nemesis membership: {what} failed: {e}")
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! One run: builds the cluster, runs every phase's workloads with its faults beside them,
+//! heals, holds the workloads to the liveness bound, waits for the replicas to converge, then
+//! checks the history and the Raft audit and assembles the report.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::runtime::Runtime;
+use madsim::time::Instant;
+use minikv_checker::lin::{LinConfig, check_with};
+use minikv_checker::report::Validity;
+use minikv_proto::metapb::StoreId;
+use minikv_server::sim_cluster::{FIRST_REGION_ID, SimCluster, SimClusterConfig};
+
+use crate::history::Recorder;
+use crate::nemesis::{self, Links, Stats, World};
+use crate::report::{CheckResult, Report, Verdict};
+use crate::scenario::Scenario;
+use crate::trace::Trace;
+use crate::workload::{self, Env, Workload};
+use crate::{RunOptions, RunOutput};
+
+/// Simulated time allowed beyond the phases and three liveness bounds before the run is
+/// declared hung.
+const HANG_MARGIN_MS: u64 = 60_000;
+
+/// What the simulation itself concluded (the history checks come after).
+#[derive(Debug, Default)]
+struct SimResult {
+    /// Why liveness was missed, if it was.
+    liveness: Option<String>,
+    /// Replicas differ after convergence.
+    replicas: Option<CheckResult>,
+    workload_checks: Vec<(String, CheckResult)>,
+}
+
+/// Runs `scenario` with `seed` in a fresh madsim runtime on the calling thread.
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
+    let wall = std::time::Instant::now();
+    let c = &scenario.cluster;
+    let latency = *c.latency_ms.get_ref();
+    let mut config = madsim::Config::default();
+    config.net.send_latency =
+        Duration::from_millis(latency.min)..Duration::from_millis(latency.max + 1);
+    let mut runtime = Runtime::with_seed_and_config(seed, config);
+    let limit_ms =
+        scenario.duration_ms() + 3 * scenario.check.liveness_ms.get_ref() + HANG_MARGIN_MS;
+    runtime.set_time_limit(Duration::from_millis(limit_ms));
+    let (trace, history) =
+        runtime.block_on(async { (Trace::new(options.trace_level), Recorder::new()) });
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let outcome = {
+        let _guard = tracing::subscriber::set_default(trace.subscriber());
+        let sim = simulate(scenario, seed, trace.clone(), history.clone(), stats.clone());
+        catch_unwind(AssertUnwindSafe(|| runtime.block_on(sim)))
+    };
+    let sim_ms = runtime
+        .block_on(async { madsim::time::Instant::now() })
+        .duration_since(trace.origin())
+        .as_millis() as u64;
+    drop(runtime);
+    let history_text = history.text();
+    let mut checks = BTreeMap::new();
+    let (mut verdict, mut message) = (Verdict::Pass, None);
+    match outcome {
+        Err(panic) => {
+            let m = panic_message(&*panic);
+            // The time limit is madsim's; reaching it means the run hung.
+            let hung = m.contains("time limit");
+            verdict = if hung { Verdict::Liveness } else { Verdict::Crash };
+            message =
+                Some(if hung { format!("the run hung past {limit_ms} simulated ms") } else { m });
+        }
+        Ok(sim) => {
+            for (name, check) in sim.workload_checks {
+                checks.insert(name, check);
+            }
+            if let Some(r) = sim.replicas {
+                checks.insert("replicas".to_string(), r);
+            }
+            let live = CheckResult { valid: sim.liveness.is_none(), ms: 0, detail: sim.liveness };
+            checks.insert("liveness".to_string(), live);
+        }
+    }
+    if verdict != Verdict::Crash {
+        checks.insert("linearizable".to_string(), check_linearizable(scenario, &history_text));
+    }
+    checks.insert("raft-audit".to_string(), trace.with_auditor(|a| audit_result(a)));
+    // A safety violation outranks a liveness miss; both outrank a pass.
+    if verdict != Verdict::Crash {
+        let failed = |liveness: bool| {
+            checks.iter().find(|(name, c)| !c.valid && (name.as_str() == "liveness") == liveness)
+        };
+        if let Some((name, c)) = failed(false).or(failed(true)) {
+            verdict = if name == "liveness" { Verdict::Liveness } else { Verdict::Fail };
+            message = Some(format!("check {name}: {}", c.detail.clone().unwrap_or_default()));
+        }
+    }
+    let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = Report {
+        scenario: scenario.name.clone(),
+        seed,
+        verdict,
+        sim_ms,
+        wall_ms: wall.elapsed().as_millis() as u64,
+        ops: history.counts(),
+        faults: stats.faults,
+        checks,
+        trace_hash: trace.hash(),
+        swarm: stats.swarm,
+        message,
+    };
+    RunOutput { report, history: history_text, trace: trace.text() }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+fn audit_result(a: &crate::audit::Auditor) -> CheckResult {
+    let valid = a.violation_count == 0 && a.entries() > 0;
+    let detail = if a.entries() == 0 {
+        Some("no applied entry was audited: the stores emitted no audit events".to_string())
+    } else if a.violation_count > 0 {
+        Some(format!("{} violations: {}", a.violation_count, a.violations.join("; ")))
+    } else {
+        None
+    };
+    CheckResult { valid, ms: 0, detail }
+}
+
+fn check_linearizable(scenario: &Scenario, text: &str) -> CheckResult {
+    let start = std::time::Instant::now();
+    let ms = || start.elapsed().as_millis() as u64;
+    let history = match minikv_checker::parse_history(text) {
+        Ok(h) => h,
+        Err(e) => {
+            let detail = Some(format!("the history does not parse: {e}"));
+            return CheckResult { valid: false, ms: ms(), detail };
+        }
+    };
+    let config = LinConfig {
+        max_steps_per_key: scenario.check.lin_max_steps_per_key,
+        ..LinConfig::default()
+    };
+    let report = check_with(&history, &config);
+    let valid = report.verdict.valid == Validity::Valid;
+    let detail = (!valid).then(|| {
+        let what: Vec<String> =
+            report.verdict.anomalies.iter().take(3).map(|a| a.explanation.clone()).collect();
+        format!("{:?}: {}", report.verdict.valid, what.join("; "))
+    });
+    CheckResult { valid, ms: ms(), detail }
+}
+
+fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
+    let c = &scenario.cluster;
+    let mut config = SimClusterConfig::new(*c.stores.get_ref(), seed);
+    config.tick_interval_ms = *c.tick_ms.get_ref();
+    config.ready_batch_window_ms = c.ready_batch_window_ms;
+    config.store.election_tick = *c.election_ticks.get_ref() as usize;
+    config.store.heartbeat_tick = *c.heartbeat_ticks.get_ref() as usize;
+    config.store.raft_log_gc_count_limit = *c.log_gc_count_limit.get_ref();
+    config.store.raft_log_gc_threshold_entries = c.log_gc_threshold_entries;
+    config.store.raft_log_gc_tick_interval_ticks = *c.log_gc_tick_ticks.get_ref();
+    config.store.snapshot_chunk_size_bytes = *c.snapshot_chunk_bytes.get_ref() as usize;
+    config
+}
+
+async fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    trace: Trace,
+    history: Recorder,
+    stats: Arc<Mutex<Stats>>,
+) -> SimResult {
+    trace.name_node(madsim::plugin::node(), "main");
+    tracing::info!(target: "minikv::sim", "scenario {} seed {seed}", scenario.name);
+    let cluster = SimCluster::start(cluster_config(scenario, seed));
+    for id in cluster.store_ids() {
+        trace.name_node(cluster.node_id(id), &format!("s{id}"));
+    }
+    let addrs = cluster.addrs();
+    let world = World {
+        cluster: Arc::new(Mutex::new(cluster)),
+        stats,
+        links: Arc::new(Mutex::new(Links::default())),
+        base_latency_ms: *scenario.cluster.latency_ms.get_ref(),
+    };
+    let nemesis_node = world.cluster().client_node("nemesis");
+    trace.name_node(nemesis_node.id(), "nemesis");
+    let run_over = Arc::new(AtomicBool::new(false));
+    let supervisor = nemesis_node.spawn(supervise(world.clone(), run_over.clone()));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let liveness_ms = *scenario.check.liveness_ms.get_ref();
+    let bound = Duration::from_millis(liveness_ms);
+    let mut stuck = None;
+    let mut workloads: Vec<Box<dyn Workload>> = Vec::new();
+    for (i, phase) in scenario.phases.iter().enumerate() {
+        let duration_ms = *phase.duration_ms.get_ref();
+        tracing::info!(target: "minikv::sim", "phase {i} ({}) starts for {duration_ms} ms", phase.name);
+        let env = Env {
+            addrs: addrs.clone(),
+            history: history.clone(),
+            seed,
+            stop: Arc::new(AtomicBool::new(false)),
+            give_up: give_up.clone(),
+            instance: format!("p{i}"),
+        };
+        let mut started = workload::build(&phase.workloads, &env);
+        for w in &mut started {
+            let mut n = 0;
+            w.start(&mut |name| {
+                let node = world.cluster().client_node(name);
+                trace.name_node(node.id(), &format!("p{i}{}{n}", &w_letter(name)));
+                n += 1;
+                node
+            });
+        }
+        let end = Instant::now() + Duration::from_millis(duration_ms);
+        let tasks = nemesis::start(&world, &nemesis_node, &phase.faults, i, seed, end);
+        madsim::time::sleep_until(end).await;
+        for t in tasks {
+            t.await.expect("a nemesis task panicked");
+        }
+        env.stop.store(true, Ordering::Relaxed);
+        // Clients stop after their current operation; one stuck retrying against a cluster
+        // that never recovers is a liveness failure, not a hang.
+        let join = async {
+            for w in &mut started {
+                w.join().await;
+            }
+        };
+        let joined = madsim::time::timeout(bound, join).await.is_ok();
+        workloads.extend(started);
+        if !joined {
+            give_up.store(true, Ordering::Relaxed);
+            stuck = Some(format!(
+                "phase {i} ({}): the clients did not stop within {liveness_ms} ms after the phase ended",
+                phase.name
+            ));
+            break;
+        }
+    }
+    world.heal_all();
+    tracing::info!(target: "minikv::sim", "faults healed; workloads finish within {liveness_ms} ms");
+    let healed = Instant::now();
+    let mut result = SimResult::default();
+    let finished = match stuck {
+        Some(why) => Err(why),
+        None => {
+            let finish = async {
+                for w in &mut workloads {
+                    w.finish().await;
+                }
+            };
+            madsim::time::timeout(bound, finish).await.map_err(|_| {
+                format!("the workloads did not finish within {liveness_ms} ms after the heal")
+            })
+        }
+    };
+    if let Err(why) = finished {
+        give_up.store(true, Ordering::Relaxed);
+        result.liveness = Some(why);
+    } else {
+        let left = bound.saturating_sub(healed.elapsed());
+        match converge(&world, left).await {
+            Ok(check) => result.replicas = Some(check),
+            Err(why) => result.liveness = Some(why),
+        }
+    }
+    tracing::info!(
+        target: "minikv::sim",
+        "finished {} ms after the heal",
+        healed.elapsed().as_millis()
+    );
+    for w in &workloads {
+        result.workload_checks.extend(w.check());
+        for (k, v) in w.metrics() {
+            tracing::info!(target: "minikv::sim", "metric {k} = {v}");
+        }
+    }
+    run_over.store(true, Ordering::Relaxed);
+    supervisor.await.expect("the supervisor panicked");
+    result
+}
+
+/// A short letter for a workload client's trace name (`p0r3`, `p1a0`).
+fn w_letter(node_name: &str) -> &'static str {
+    if node_name.contains("-append-") { "a" } else { "r" }
+}
+
+/// A node that stopped itself on an error is restarted after a pause, as a supervisor
+/// (systemd, Kubernetes) would.
+async fn supervise(world: World, over: Arc<AtomicBool>) {
+    const RESTART_AFTER_MS: u64 = 200;
+    let mut failed_since: BTreeMap<StoreId, Instant> = BTreeMap::new();
+    while !over.load(Ordering::Relaxed) {
+        madsim::time::sleep(Duration::from_millis(50)).await;
+        let mut c = world.cluster();
+        for id in c.store_ids() {
+            if !c.has_failed(id) {
+                failed_since.remove(&id);
+                continue;
+            }
+            let since = *failed_since.entry(id).or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_millis(RESTART_AFTER_MS) {
+                c.restart(id);
+                failed_since.remove(&id);
+                drop(c);
+                world.fault("fail-stop-restart", &format!("supervisor restarts store {id}"));
+                c = world.cluster();
+            }
+        }
+    }
+}
+
+/// Waits until every member of the region applied the same index, then compares their data
+/// byte for byte. `Err` if they do not converge within `bound`.
+async fn converge(world: &World, bound: Duration) -> Result<CheckResult, String> {
+    let start = Instant::now();
+    loop {
+        {
+            let c = world.cluster();
+            if let Some(check) = compare_replicas(&c) {
+                return Ok(check);
+            }
+        }
+        if start.elapsed() >= bound {
+            return Err(format!(
+                "the replicas of region {FIRST_REGION_ID} did not converge within the liveness bound"
+            ));
+        }
+        madsim::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `None` while the members have not applied the same index.
+fn compare_replicas(c: &SimCluster) -> Option<CheckResult> {
+    let leader = c.leader()?;
+    let status = c.probe(leader).peers.get(&FIRST_REGION_ID)?.clone();
+    let members: Vec<StoreId> = status.region.peers.iter().map(|p| p.store_id).collect();
+    let applied: Vec<Option<u64>> = members
+        .iter()
+        .map(|id| c.probe(*id).peers.get(&FIRST_REGION_ID).map(|s| s.applied_index))
+        .collect();
+    if applied.iter().any(|a| *a != Some(status.applied_index)) {
+        return None;
+    }
+    let reference = c.data(leader);
+    for id in &members {
+        let data = c.data(*id);
+        if data != reference {
+            let detail = format!(
+                "store {id} holds {} pairs, leader store {leader} holds {} at applied index {}",
+                data.len(),
+                reference.len(),
+                status.applied_index
+            );
+            tracing::info!(target: "minikv::sim", "replicas differ: {detail}");
+            return Some(CheckResult { valid: false, ms: 0, detail: Some(detail) });
+        }
+    }
+    tracing::info!(
+        target: "minikv::sim",
+        "replicas {members:?} identical at applied index {} ({} pairs)",
+        status.applied_index,
+        reference.len()
+    );
+    Some(CheckResult { valid: true, ms: 0, detail: None })
+}

@@ -1,0 +1,605 @@
+//! Scenario files: the TOML schema (cluster, phases, workloads, faults, checks), loading with
+//! errors that name the file, line and key, and resolving `--scenario NAME|PATH`.
+//!
+//! A parameter left out of a fault table is picked by the seed (swarm testing); the report
+//! lists every pick. Unknown keys are errors, never ignored.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Why a scenario could not be loaded. The message names the file, the line and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid { path: String, line: usize, message: String },
+    #[error("no scenario `{name}`: no file {path} (known: {known})")]
+    Unknown { name: String, path: String, known: String },
+}
+
+/// An inclusive range `[min, max]` of integers, written as a two-element array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "[u64; 2]")]
+pub struct Between {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl From<[u64; 2]> for Between {
+    fn from([min, max]: [u64; 2]) -> Self {
+        Between { min, max }
+    }
+}
+
+impl Between {
+    pub const fn new(min: u64, max: u64) -> Between {
+        Between { min, max }
+    }
+
+    pub fn range(self) -> Range<u64> {
+        self.min..self.max + 1
+    }
+}
+
+/// One scenario file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The scenario's name (defaults to the file stem).
+    #[serde(default)]
+    pub name: String,
+    /// One paragraph: what situation this scenario tests.
+    pub description: String,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub check: CheckSpec,
+    /// Run in order; each phase's faults heal when it ends.
+    #[serde(rename = "phase")]
+    pub phases: Vec<PhaseSpec>,
+}
+
+/// The cluster and its knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    pub stores: Spanned<u64>,
+    /// Regions at bootstrap (only 1 until splits land).
+    pub regions: Spanned<u64>,
+    pub tick_ms: Spanned<u64>,
+    pub election_ticks: Spanned<u64>,
+    pub heartbeat_ticks: Spanned<u64>,
+    /// One-way delay of every message, drawn per message.
+    pub latency_ms: Spanned<Between>,
+    /// After an idle loop wakes, a node gathers messages this long before running Readies.
+    pub ready_batch_window_ms: u64,
+    /// A leader compacts its log when more entries than this are kept.
+    pub log_gc_count_limit: Spanned<u64>,
+    /// ... or when at least this many entries can go because every peer has them.
+    pub log_gc_threshold_entries: u64,
+    /// A leader checks whether to compact every this many ticks.
+    pub log_gc_tick_ticks: Spanned<u64>,
+    pub snapshot_chunk_bytes: Spanned<u64>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            stores: Spanned::new(0..0, 5),
+            regions: Spanned::new(0..0, 1),
+            tick_ms: Spanned::new(0..0, 10),
+            election_ticks: Spanned::new(0..0, 10),
+            heartbeat_ticks: Spanned::new(0..0, 2),
+            latency_ms: Spanned::new(0..0, Between::new(1, 10)),
+            ready_batch_window_ms: 1,
+            log_gc_count_limit: Spanned::new(0..0, 10_000),
+            log_gc_threshold_entries: 50,
+            log_gc_tick_ticks: Spanned::new(0..0, 10),
+            snapshot_chunk_bytes: Spanned::new(0..0, 256 << 10),
+        }
+    }
+}
+
+/// Bounds of the checks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckSpec {
+    /// After the last phase heals, every workload must finish within this much simulated
+    /// time, and the replicas must converge; else the verdict is `liveness`.
+    pub liveness_ms: Spanned<u64>,
+    /// Search budget of the linearizability checker per key (beyond it: `unknown`, a failure).
+    pub lin_max_steps_per_key: u64,
+}
+
+impl Default for CheckSpec {
+    fn default() -> Self {
+        CheckSpec { liveness_ms: Spanned::new(0..0, 10_000), lin_max_steps_per_key: 20_000_000 }
+    }
+}
+
+/// One phase: workloads run for `duration_ms` while the faults run beside them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub name: String,
+    pub duration_ms: Spanned<u64>,
+    #[serde(default)]
+    pub workloads: WorkloadsSpec,
+    #[serde(default)]
+    pub faults: FaultsSpec,
+}
+
+/// The workload registry: each key is a workload's name, its table the workload's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadsSpec {
+    pub register: Option<RegisterSpec>,
+    pub append: Option<AppendSpec>,
+}
+
+/// Linearizable register ops (read, write, cas) on a few shared keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_register_keys")]
+    pub keys: Spanned<u64>,
+}
+
+fn default_register_keys() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+
+/// Per-client appends to own keys (exactly once, in order), scanned back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_append_keys")]
+    pub keys: Spanned<u64>,
+}
+
+fn default_append_keys() -> Spanned<u64> {
+    Spanned::new(0..0, 2)
+}
+
+/// The faults of a phase, one optional table per kind. Omitted parameters are picked by the
+/// seed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSpec {
+    pub partition: Option<PartitionSpec>,
+    pub clog: Option<ClogSpec>,
+    pub loss: Option<LossSpec>,
+    pub latency: Option<LatencySpec>,
+    pub kill: Option<KillSpec>,
+    pub pause: Option<PauseSpec>,
+    pub clock: Option<ClockSpec>,
+    pub disk: Option<DiskSpec>,
+    pub membership: Option<MembershipSpec>,
+}
+
+/// The shapes a partition can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    /// Two random halves.
+    Halves,
+    /// One node alone.
+    Isolate,
+    /// Two halves joined through one node that sees both.
+    Bridge,
+    /// Nodes on a ring, each seeing only its neighbours: every node sees a majority, no two
+    /// the same one.
+    MajoritiesRing,
+}
+
+impl PartitionShape {
+    pub const ALL: [PartitionShape; 4] = [
+        PartitionShape::Halves,
+        PartitionShape::Isolate,
+        PartitionShape::Bridge,
+        PartitionShape::MajoritiesRing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionShape::Halves => "halves",
+            PartitionShape::Isolate => "isolate",
+            PartitionShape::Bridge => "bridge",
+            PartitionShape::MajoritiesRing => "majorities-ring",
+        }
+    }
+}
+
+/// Network partitions, re-drawn every `every_ms`; a round may also leave the network whole.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    pub shapes: Option<Vec<PartitionShape>>,
+}
+
+/// One-way clogs: a link that delivers nothing in one direction for `duration_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClogSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    pub duration_ms: Option<Spanned<Between>>,
+}
+
+/// Packet loss on every link (clients' included) for the whole phase.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossSpec {
+    /// Fraction of messages dropped, in [0, 0.5].
+    pub rate: Option<Spanned<f64>>,
+}
+
+/// Message delays for the whole phase.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySpec {
+    pub ms: Option<Spanned<Between>>,
+}
+
+/// Power loss of a node (its disk drops unsynced writes, tearing sectors) and its restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    pub down_ms: Option<Spanned<Between>>,
+    /// Nodes down at once (default: a minority).
+    pub max_down: Option<Spanned<u64>>,
+    /// Also cut the power of every node at once, once, at this offset into the phase.
+    pub all_at_ms: Option<Spanned<u64>>,
+}
+
+/// Pausing a node's tasks (its clock keeps running) and resuming them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    pub pause_ms: Option<Spanned<Between>>,
+}
+
+/// Per-node clock faults: offsets, bumps forward and back, strobes and drift.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    /// Largest offset from true time any fault sets.
+    pub max_offset_ms: Option<Spanned<u64>>,
+    /// Largest drift rate, parts per million (faster or slower).
+    pub max_drift_ppm: Option<Spanned<u64>>,
+}
+
+/// Disk faults: latent read errors (EIO) on a node's simulated disk; crashes tear sectors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Reads that fail, parts per million, on the disks the fault picks.
+    pub read_error_ppm: Option<Spanned<u64>>,
+    /// Of the sectors written but not synced when a node loses power, parts per million kept.
+    pub crash_keep_ppm: Option<Spanned<u64>>,
+    /// How often a latent sector error appears (the sector fails every read until it is
+    /// rewritten, or until the phase ends and the disk is "repaired"); `[0, 0]`: never.
+    pub latent_every_ms: Option<Spanned<Between>>,
+}
+
+/// Membership changes (add and remove voters) through an admin client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSpec {
+    pub every_ms: Option<Spanned<Between>>,
+}
+
+/// The directory of standard scenarios, beside this crate in the repository.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+/// Resolves `--scenario`: a path to a file (contains `/` or ends in `.toml`) or the name of
+/// a file in `dir`.
+pub fn resolve(name_or_path: &str, dir: &Path) -> Result<PathBuf, ScenarioError> {
+    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+        return Ok(PathBuf::from(name_or_path));
+    }
+    let path = dir.join(format!("{name_or_path}.toml"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    Err(ScenarioError::Unknown {
+        name: name_or_path.to_string(),
+        path: path.display().to_string(),
+        known: list(dir).unwrap_or_default().join(", "),
+    })
+}
+
+/// Names of the scenarios in `dir`, sorted.
+pub fn list(dir: &Path) -> Result<Vec<String>, ScenarioError> {
+    let read = std::fs::read_dir(dir).map_err(|e| ScenarioError::Read {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut names: Vec<String> = read
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Scenario::parse(&text, &path.display().to_string(), &stem)
+    }
+
+    /// Parses and validates scenario text; `path` only labels errors.
+    pub fn parse(text: &str, path: &str, default_name: &str) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            ScenarioError::Invalid {
+                path: path.to_string(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = default_name.to_string();
+        }
+        scenario.validate().map_err(|(span, message)| ScenarioError::Invalid {
+            path: path.to_string(),
+            line: line_of(text, span.start),
+            message,
+        })?;
+        Ok(scenario)
+    }
+
+    /// Simulated milliseconds of all phases together.
+    pub fn duration_ms(&self) -> u64 {
+        self.phases.iter().map(|p| *p.duration_ms.get_ref()).sum()
+    }
+
+    fn validate(&self) -> Result<(), (Range<usize>, String)> {
+        let c = &self.cluster;
+        within(&c.stores, "cluster.stores", 1, 9)?;
+        within(&c.regions, "cluster.regions", 1, 1).map_err(|(s, m)| {
+            (s, format!("{m} (one region at bootstrap until region splits land)"))
+        })?;
+        within(&c.tick_ms, "cluster.tick_ms", 1, 1_000)?;
+        within(&c.heartbeat_ticks, "cluster.heartbeat_ticks", 1, 100)?;
+        let min_election = c.heartbeat_ticks.get_ref() + 1;
+        within(&c.election_ticks, "cluster.election_ticks", min_election, 1_000)?;
+        between(&c.latency_ms, "cluster.latency_ms", 0, 10_000)?;
+        within(&c.log_gc_count_limit, "cluster.log_gc_count_limit", 1, u64::MAX)?;
+        within(&c.log_gc_tick_ticks, "cluster.log_gc_tick_ticks", 1, u64::MAX)?;
+        within(&c.snapshot_chunk_bytes, "cluster.snapshot_chunk_bytes", 1 << 10, 64 << 20)?;
+        within(&self.check.liveness_ms, "check.liveness_ms", 100, 600_000)?;
+        if self.phases.is_empty() {
+            return Err((0..0, "a scenario needs at least one [[phase]]".to_string()));
+        }
+        let stores = *c.stores.get_ref();
+        for (i, p) in self.phases.iter().enumerate() {
+            let at = |key: &str| format!("phase[{i}] ({}).{key}", p.name);
+            within(&p.duration_ms, &at("duration_ms"), 1, 3_600_000)?;
+            if let Some(w) = &p.workloads.register {
+                within(&w.clients, &at("workloads.register.clients"), 1, 200)?;
+                within(&w.keys, &at("workloads.register.keys"), 1, 1_000)?;
+            }
+            if let Some(w) = &p.workloads.append {
+                within(&w.clients, &at("workloads.append.clients"), 1, 99)?;
+                within(&w.keys, &at("workloads.append.keys"), 1, 9)?;
+            }
+            let f = &p.faults;
+            if let Some(x) = &f.partition {
+                opt_between(&x.every_ms, &at("faults.partition.every_ms"), 1, 600_000)?;
+                if x.shapes.as_ref().is_some_and(Vec::is_empty) {
+                    return Err((p.duration_ms.span(), at("faults.partition.shapes: empty")));
+                }
+            }
+            if let Some(x) = &f.clog {
+                opt_between(&x.every_ms, &at("faults.clog.every_ms"), 1, 600_000)?;
+                opt_between(&x.duration_ms, &at("faults.clog.duration_ms"), 1, 600_000)?;
+            }
+            if let Some(x) = &f.loss
+                && let Some(rate) = &x.rate
+                && !(0.0..=0.5).contains(rate.get_ref())
+            {
+                let m = format!("{} must be in [0, 0.5], got {}", at("faults.loss.rate"), rate);
+                return Err((rate.span(), m));
+            }
+            if let Some(x) = &f.latency {
+                opt_between(&x.ms, &at("faults.latency.ms"), 0, 10_000)?;
+            }
+            if let Some(x) = &f.kill {
+                opt_between(&x.every_ms, &at("faults.kill.every_ms"), 1, 600_000)?;
+                opt_between(&x.down_ms, &at("faults.kill.down_ms"), 1, 600_000)?;
+                if let Some(m) = &x.max_down {
+                    within(m, &at("faults.kill.max_down"), 1, stores)?;
+                }
+                if let Some(a) = &x.all_at_ms {
+                    within(a, &at("faults.kill.all_at_ms"), 0, *p.duration_ms.get_ref())?;
+                }
+            }
+            if let Some(x) = &f.pause {
+                opt_between(&x.every_ms, &at("faults.pause.every_ms"), 1, 600_000)?;
+                opt_between(&x.pause_ms, &at("faults.pause.pause_ms"), 1, 600_000)?;
+            }
+            if let Some(x) = &f.clock {
+                opt_between(&x.every_ms, &at("faults.clock.every_ms"), 1, 600_000)?;
+                if let Some(m) = &x.max_offset_ms {
+                    within(m, &at("faults.clock.max_offset_ms"), 0, 3_600_000)?;
+                }
+                if let Some(m) = &x.max_drift_ppm {
+                    within(m, &at("faults.clock.max_drift_ppm"), 0, 500_000)?;
+                }
+            }
+            if let Some(x) = &f.disk {
+                if let Some(m) = &x.read_error_ppm {
+                    within(m, &at("faults.disk.read_error_ppm"), 0, 100_000)?;
+                }
+                if let Some(m) = &x.crash_keep_ppm {
+                    within(m, &at("faults.disk.crash_keep_ppm"), 0, 1_000_000)?;
+                }
+                let off =
+                    x.latent_every_ms.as_ref().is_some_and(|b| *b.get_ref() == Between::new(0, 0));
+                if !off {
+                    opt_between(
+                        &x.latent_every_ms,
+                        &at("faults.disk.latent_every_ms"),
+                        1,
+                        600_000,
+                    )?;
+                }
+            }
+            if let Some(x) = &f.membership {
+                opt_between(&x.every_ms, &at("faults.membership.every_ms"), 1, 600_000)?;
+                if stores < 3 {
+                    let m = format!("{} needs at least 3 stores", at("faults.membership"));
+                    return Err((p.duration_ms.span(), m));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn within(v: &Spanned<u64>, key: &str, min: u64, max: u64) -> Result<(), (Range<usize>, String)> {
+    let x = *v.get_ref();
+    if x < min || x > max {
+        let bound =
+            if max == u64::MAX { format!(">= {min}") } else { format!("in [{min}, {max}]") };
+        return Err((v.span(), format!("{key} must be {bound}, got {x}")));
+    }
+    Ok(())
+}
+
+fn between(
+    v: &Spanned<Between>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<(), (Range<usize>, String)> {
+    let b = *v.get_ref();
+    if b.min > b.max || b.min < min || b.max > max {
+        let m = format!(
+            "{key} must be [min, max] with {min} <= min <= max <= {max}, got [{}, {}]",
+            b.min, b.max
+        );
+        return Err((v.span(), m));
+    }
+    Ok(())
+}
+
+fn opt_between(
+    v: &Option<Spanned<Between>>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<(), (Range<usize>, String)> {
+    v.as_ref().map_or(Ok(()), |v| between(v, key, min, max))
+}
+
+/// 1-based line of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+description = "a test"
+
+[[phase]]
+name = "faults"
+duration_ms = 1000
+workloads.register = { clients = 3 }
+faults.partition = {}
+"#;
+
+    #[test]
+    fn minimal_scenario_takes_defaults() {
+        let s = Scenario::parse(MINIMAL, "x.toml", "x").unwrap();
+        assert_eq!(s.name, "x");
+        assert_eq!(*s.cluster.stores.get_ref(), 5);
+        assert_eq!(s.phases.len(), 1);
+        assert_eq!(*s.phases[0].workloads.register.as_ref().unwrap().keys.get_ref(), 4);
+        assert_eq!(s.phases[0].faults.partition.as_ref().unwrap().every_ms, None);
+        assert_eq!(s.duration_ms(), 1000);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = MINIMAL.replace("faults.partition = {}", "faults.partition = {}\nbogus = 1");
+        let err = Scenario::parse(&text, "s/x.toml", "x").unwrap_err().to_string();
+        assert!(err.starts_with("s/x.toml:9: "), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fault_kind_and_workload_are_errors() {
+        let text = MINIMAL.replace("faults.partition = {}", "faults.meteor = {}");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.contains("meteor"), "{err}");
+        let text = MINIMAL.replace("workloads.register", "workloads.bank");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.contains("bank") && err.contains("register"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line_and_key() {
+        let text = MINIMAL.replace("duration_ms = 1000", "duration_ms = 0");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert_eq!(err, "x.toml:6: phase[0] (faults).duration_ms must be in [1, 3600000], got 0");
+        let text = format!("{MINIMAL}\n[cluster]\nstores = 12\n");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert_eq!(err, "x.toml:11: cluster.stores must be in [1, 9], got 12");
+        let text = MINIMAL.replace("faults.partition = {}", "faults.loss = { rate = 0.9 }");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:8: phase[0] (faults).faults.loss.rate"), "{err}");
+        let text = MINIMAL.replace("faults.partition = {}", "faults.kill = { down_ms = [9, 3] }");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.contains("faults.kill.down_ms must be [min, max]"), "{err}");
+        let text = format!("{MINIMAL}\n[cluster]\nregions = 4\n");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:11: cluster.regions"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let text = MINIMAL.replace("duration_ms = 1000", "duration_ms = \"long\"");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:6: "), "{err}");
+        let err = Scenario::parse("description = 3", "y.toml", "y").unwrap_err().to_string();
+        assert!(err.starts_with("y.toml:1: "), "{err}");
+    }
+
+    #[test]
+    fn missing_phase_is_an_error() {
+        let err = Scenario::parse("description = \"d\"\nphase = []\n", "x.toml", "x").unwrap_err();
+        assert!(err.to_string().contains("at least one [[phase]]"), "{err}");
+    }
+
+    #[test]
+    fn resolve_takes_names_and_paths() {
+        let dir = scenarios_dir();
+        assert_eq!(resolve("a/b.toml", &dir).unwrap(), PathBuf::from("a/b.toml"));
+        let err = resolve("no-such-scenario", &dir).unwrap_err().to_string();
+        assert!(err.contains("no-such-scenario"), "{err}");
+    }
+}
