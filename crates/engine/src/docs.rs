@@ -63,6 +63,19 @@
 //! - **Detach on crash**: a simulated crash detaches every backend opened before it, so a
 //!   "dead" process's engine can neither write after the crash nor reopen itself; it answers
 //!   [`crate::Error::Detached`].
+//! - **One process per disk**: two redb databases on one file corrupt it for good (found by the
+//!   simulator: a failed store's engine lingered in a test probe, reopened itself once the
+//!   disk's read errors cleared, and its close, a trimming commit plus a clean-shutdown header,
+//!   landed on the file that the restarted store's engine was using, which then failed every
+//!   open with "Page ... extends past the end of its region"). A real file is protected by the
+//!   lock redb takes through `FileBackend` (a second open fails with `DatabaseAlreadyOpen`), and
+//!   a process that exits releases it. The simulated disk models both: its backends take a
+//!   whole-disk lock, and [`crate::Engine::open`] starts a new process
+//!   ([`crate::Disk::start_process`]), which on a [`crate::SimDisk`] ends the previous one
+//!   ([`crate::SimDisk::process_exit`]): its backends are detached, so a lingering engine of an
+//!   exited process can no longer write (its unsynced user-space buffers die with it, as a
+//!   real process's do). The engine's own reopen after a fault is not a new process: it drops
+//!   its database (releasing the lock) before opening the next one.
 //!
 //! # Known limits
 //!

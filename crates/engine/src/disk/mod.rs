@@ -26,6 +26,14 @@ pub const SECTOR_BYTES: u64 = 4096;
 pub trait Disk: fmt::Debug + Send + Sync {
     /// Opens a fresh raw backend on this disk. Any backend opened before is no longer used.
     fn open_backend(&self) -> io::Result<Box<dyn StorageBackend>>;
+
+    /// A new process is about to open an engine on this disk ([`crate::Engine::open`]); the
+    /// engine's own reopens after a fault do not call this. A real file needs nothing: a live
+    /// database elsewhere holds the file's lock, and redb refuses the open. The simulated disk
+    /// ends the previous process ([`SimDisk::process_exit`]), whose engine a simulation may still
+    /// hold after "killing" it: without that, the dead process's database and the new one would
+    /// both write the disk (or, with the lock, the dead one would block every restart).
+    fn start_process(&self) {}
 }
 
 /// Marks an I/O error raised because a sector failed its checksum; the engine turns it into

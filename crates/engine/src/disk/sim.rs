@@ -11,6 +11,11 @@
 //!   which persists until the sector is rewritten) or may flip one bit of it on the medium
 //!   (silent corruption, which persists). Rates are integer parts per million per sector read.
 //! - A capacity limit: growing or writing past it fails with `StorageFull` (ENOSPC).
+//! - One process at a time, as a file lock gives a real file: a backend takes the disk's
+//!   whole-file lock when redb opens a database on it, so a second live database on the same
+//!   disk is refused (`DatabaseAlreadyOpen`) instead of both writing it. [`SimDisk::process_exit`]
+//!   ends the process that holds the disk: its backends are detached and its lock released, as
+//!   the OS closes a dead process's files, while the write cache (data the OS accepted) stays.
 //!
 //! All randomness comes from the seed; a `SimDisk` is a cloneable handle on shared state, so
 //! that a test or the simulator can crash it, change its rates and read its counters while
@@ -18,11 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use redb::StorageBackend;
+use redb::{BackendError, StorageBackend};
 
 use super::{Disk, DiskDetached, SECTOR_BYTES};
 
@@ -100,6 +106,39 @@ struct DiskState {
     bad_sectors: BTreeSet<u64>,
     /// Operations left before an armed crash fires.
     crash_in_ops: Option<u64>,
+    /// Identity of the next backend handed out, for the lock.
+    next_backend_id: u64,
+    /// The whole-disk lock: held exclusively by one backend, or shared by several.
+    lock: DiskLock,
+}
+
+#[derive(Debug, Default)]
+struct DiskLock {
+    exclusive: Option<u64>,
+    shared: BTreeSet<u64>,
+}
+
+impl DiskLock {
+    fn try_take(&mut self, backend: u64, shared: bool) -> bool {
+        let free_of_others = self.exclusive.is_none_or(|holder| holder == backend)
+            && (shared || self.shared.iter().all(|&holder| holder == backend));
+        if !free_of_others {
+            return false;
+        }
+        if shared {
+            self.shared.insert(backend);
+        } else {
+            self.exclusive = Some(backend);
+        }
+        true
+    }
+
+    fn release(&mut self, backend: u64) {
+        if self.exclusive == Some(backend) {
+            self.exclusive = None;
+        }
+        self.shared.remove(&backend);
+    }
 }
 
 fn enospc(what: &str) -> io::Error {
@@ -152,8 +191,15 @@ impl DiskState {
         Ok(())
     }
 
-    fn crash(&mut self) {
+    /// Every backend opened so far belongs to a process that is now gone: detach them all and
+    /// release the lock they held.
+    fn end_process(&mut self) {
         self.epoch += 1;
+        self.lock = DiskLock::default();
+    }
+
+    fn crash(&mut self) {
+        self.end_process();
         self.crash_in_ops = None;
         self.counters.crashes += 1;
         let durable_len = self.durable.len() as u64;
@@ -334,6 +380,8 @@ impl SimDisk {
             pending: BTreeMap::new(),
             bad_sectors: BTreeSet::new(),
             crash_in_ops: None,
+            next_backend_id: 0,
+            lock: DiskLock::default(),
         };
         Self { state: Arc::new(Mutex::new(state)) }
     }
@@ -345,12 +393,28 @@ impl SimDisk {
 
     /// A raw redb backend on this disk, valid until the next crash.
     pub fn backend(&self) -> SimDiskBackend {
-        SimDiskBackend { disk: self.clone(), epoch: self.lock().epoch }
+        let mut state = self.lock();
+        state.next_backend_id += 1;
+        SimDiskBackend { disk: self.clone(), epoch: state.epoch, id: state.next_backend_id }
     }
 
     /// Power loss: the write cache is lost, each pending sector independently kept or dropped.
     pub fn crash(&self) {
         self.lock().crash();
+    }
+
+    /// The process using the disk exits, without a power loss: every backend opened before is
+    /// detached (its operations fail with [`DiskDetached`]) and the disk's lock is released,
+    /// as the OS closes a dead process's files; the write cache, which the OS already holds,
+    /// is kept. Whatever the process still buffered in its own memory is lost with it.
+    pub fn process_exit(&self) {
+        self.lock().end_process();
+    }
+
+    /// Whether some live backend holds the disk's lock (a database is open on it).
+    pub fn locked(&self) -> bool {
+        let state = self.lock();
+        state.lock.exclusive.is_some() || !state.lock.shared.is_empty()
     }
 
     /// Arms a crash that fires at the start of the `ops`-th backend operation from now
@@ -439,6 +503,10 @@ impl Disk for SimDisk {
     fn open_backend(&self) -> io::Result<Box<dyn StorageBackend>> {
         Ok(Box::new(self.backend()))
     }
+
+    fn start_process(&self) {
+        self.process_exit();
+    }
 }
 
 /// A redb [`StorageBackend`] on a [`SimDisk`]; detached by the disk's next crash.
@@ -446,6 +514,7 @@ impl Disk for SimDisk {
 pub struct SimDiskBackend {
     disk: SimDisk,
     epoch: u64,
+    id: u64,
 }
 
 impl SimDiskBackend {
@@ -453,6 +522,45 @@ impl SimDiskBackend {
         let mut state = self.disk.lock();
         state.begin_op(self.epoch)?;
         op(&mut state)
+    }
+
+    /// The whole-disk lock, the one range this backend can lock (like redb's fallback file
+    /// backend, whose only lock is the whole file's): redb falls back to it.
+    fn try_lock_whole(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+        shared: bool,
+    ) -> Result<bool, BackendError> {
+        if !is_whole_range(start, end) {
+            return Err(BackendError::Unsupported);
+        }
+        let mut state = self.disk.lock();
+        if state.epoch != self.epoch {
+            return Err(BackendError::Io(io::Error::new(
+                io::ErrorKind::NotConnected,
+                DiskDetached,
+            )));
+        }
+        Ok(state.lock.try_take(self.id, shared))
+    }
+
+    fn release_lock(&self) {
+        let mut state = self.disk.lock();
+        if state.epoch == self.epoch {
+            state.lock.release(self.id);
+        }
+    }
+}
+
+fn is_whole_range(start: Bound<u64>, end: Bound<u64>) -> bool {
+    matches!(start, Bound::Unbounded | Bound::Included(0)) && end == Bound::Unbounded
+}
+
+impl Drop for SimDiskBackend {
+    fn drop(&mut self) {
+        // A closed file descriptor releases its locks, whether or not redb called `close`.
+        self.release_lock();
     }
 }
 
@@ -482,6 +590,31 @@ impl StorageBackend for SimDiskBackend {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
         self.with_op(|state| state.write(offset, data))
+    }
+
+    fn close(&self) -> Result<(), io::Error> {
+        self.release_lock();
+        Ok(())
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.try_lock_whole(start, end, false)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.try_lock_whole(start, end, true)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        if !is_whole_range(start, end) {
+            return Err(BackendError::Unsupported);
+        }
+        self.release_lock();
+        Ok(())
     }
 }
 
@@ -576,6 +709,26 @@ mod tests {
         let data = read_all(&backend);
         assert_eq!(data.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
         assert_eq!(disk.counters().bit_flips, 1);
+    }
+
+    #[test]
+    fn one_database_at_a_time_until_its_process_exits() {
+        let disk = SimDisk::new(3, SimDiskConfig::default());
+        let first = redb::Builder::new().create_with_backend(disk.backend()).unwrap();
+        assert!(disk.locked());
+        let second = redb::Builder::new().create_with_backend(disk.backend());
+        assert!(matches!(second, Err(redb::DatabaseError::DatabaseAlreadyOpen)));
+        drop(first);
+        assert!(!disk.locked(), "closing the database releases the lock");
+        let second = redb::Builder::new().create_with_backend(disk.backend()).unwrap();
+        // Its process exits while something still holds the handle: the next one may open.
+        disk.process_exit();
+        let third = redb::Builder::new().create_with_backend(disk.backend()).unwrap();
+        let commit = second.begin_write().map(|txn| txn.commit());
+        assert!(!matches!(commit, Ok(Ok(()))), "the dead process's database cannot commit");
+        drop(second);
+        assert!(disk.locked(), "the dead handle's drop leaves the live one's lock alone");
+        drop(third);
     }
 
     #[test]
