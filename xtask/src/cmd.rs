@@ -35,8 +35,12 @@ pub fn madsim_target_dir() -> PathBuf {
 
 /// Switches `command` to the simulated build: `--cfg madsim` and its own target directory.
 pub fn with_madsim(command: &mut Command) {
-    let rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    command.env("RUSTFLAGS", format!("{rustflags} --cfg madsim").trim());
+    // Doctests are compiled by rustdoc, which reads RUSTDOCFLAGS: without the cfg there, a
+    // doctest would see the plain-build code against the madsim build's dependencies.
+    for var in ["RUSTFLAGS", "RUSTDOCFLAGS"] {
+        let flags = std::env::var(var).unwrap_or_default();
+        command.env(var, format!("{flags} --cfg madsim").trim());
+    }
     command.env("CARGO_TARGET_DIR", madsim_target_dir());
 }
 

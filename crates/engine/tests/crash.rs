@@ -5,11 +5,12 @@
 //!
 //! `ENGINE_CRASH_SEEDS=n` runs seeds `0..n` (default 1,000); `ENGINE_CRASH_SEED=s` replays one.
 
-use std::collections::BTreeMap;
+mod support;
 
-use minikv_engine::{Cf, Engine, EngineConfig, Error, SimDisk, SimDiskConfig, WriteBatch};
+use minikv_engine::{Engine, EngineConfig, Error, SimDisk, SimDiskConfig, WriteBatch};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
+use support::{Model, Shape, apply, below, read_all};
 
 const DEFAULT_SEEDS: u64 = 1_000;
 /// Crash-and-reopen rounds per seed: the second one recovers a file that was itself recovered.
@@ -18,72 +19,23 @@ const BATCHES_PER_ROUND_MAX: u64 = 10;
 const OPS_PER_BATCH_MAX: u64 = 6;
 const KEYS_PER_CF: u64 = 12;
 const VALUE_BYTES_MAX: u64 = 300;
+const SHAPE: Shape = Shape {
+    keys_per_cf: KEYS_PER_CF,
+    ops_per_batch_max: OPS_PER_BATCH_MAX,
+    value_bytes_max: VALUE_BYTES_MAX,
+    puts_in_ten: 6,
+};
 /// Backend operations within which the armed crash fires (roughly the work of the batches).
 const CRASH_WINDOW_OPS: u64 = 120;
-
-type Model = [BTreeMap<Vec<u8>, Vec<u8>>; Cf::COUNT];
 
 fn config() -> EngineConfig {
     EngineConfig { cache_size_bytes: 256 << 10 }
 }
 
-fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
-    rng.next_u64() % n
-}
-
-fn key(rng: &mut ChaCha8Rng) -> Vec<u8> {
-    format!("k{:02}", below(rng, KEYS_PER_CF)).into_bytes()
-}
-
 fn random_batch(rng: &mut ChaCha8Rng, tag: &str) -> WriteBatch {
     let mut batch = WriteBatch::new();
-    for op in 0..=below(rng, OPS_PER_BATCH_MAX) {
-        let cf = Cf::ALL[below(rng, Cf::COUNT as u64) as usize];
-        match below(rng, 10) {
-            0..=5 => {
-                let len = below(rng, VALUE_BYTES_MAX) as usize;
-                let mut value = format!("{tag}/{op}:").into_bytes();
-                value.resize(len.max(value.len()), b'a' + (below(rng, 26) as u8));
-                batch.put(cf, &key(rng), &value);
-            }
-            6..=8 => {
-                batch.delete(cf, &key(rng));
-            }
-            _ => {
-                let (a, b) = (key(rng), key(rng));
-                let end = (below(rng, 4) != 0).then_some(b.as_slice());
-                batch.delete_range(cf, &a, end);
-            }
-        }
-    }
+    SHAPE.random_ops(rng, &mut batch, tag);
     batch
-}
-
-fn apply(model: &Model, batch: &WriteBatch) -> Model {
-    let mut next = model.clone();
-    for (cf, mutation) in batch.ops() {
-        let map = &mut next[cf.index()];
-        match mutation {
-            minikv_engine::Mutation::Put { key, value } => {
-                map.insert(key.clone(), value.clone());
-            }
-            minikv_engine::Mutation::Delete { key } => {
-                map.remove(key);
-            }
-            minikv_engine::Mutation::DeleteRange { start, end } => {
-                map.retain(|k, _| k < start || end.as_ref().is_some_and(|end| k >= end));
-            }
-        }
-    }
-    next
-}
-
-fn read_all(engine: &Engine) -> Result<Model, Error> {
-    let mut state: Model = Default::default();
-    for cf in Cf::ALL {
-        state[cf.index()] = engine.scan(cf, b"", None, usize::MAX)?.into_iter().collect();
-    }
-    Ok(state)
 }
 
 /// What the crashes of a run exercised, so that a model too kind to fail shows up.

@@ -8,11 +8,12 @@
 //!
 //! `ENGINE_IOERR_SEEDS=n` runs seeds `0..n` (default 100); `ENGINE_IOERR_SEED=s` replays one.
 
-use std::collections::BTreeMap;
+mod support;
 
 use minikv_engine::{Cf, Engine, EngineConfig, Error, SimDisk, SimDiskConfig, WriteBatch};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
+use support::{Model, Shape, apply, below, chance, read_all};
 
 const DEFAULT_SEEDS: u64 = 100;
 /// Rounds of (faulty work, failing reopens, errors cleared, clean reopen) per seed.
@@ -22,6 +23,12 @@ const OPS_PER_BATCH_MAX: u64 = 6;
 const KEYS_PER_CF: u64 = 40;
 const LOG_ENTRIES_PER_BATCH_MAX: u64 = 8;
 const VALUE_BYTES_MAX: u64 = 6_000;
+const SHAPE: Shape = Shape {
+    keys_per_cf: KEYS_PER_CF,
+    ops_per_batch_max: OPS_PER_BATCH_MAX,
+    value_bytes_max: VALUE_BYTES_MAX,
+    puts_in_ten: 7,
+};
 /// Reopens tried while the errors are still there, after the process "exits".
 const FAILING_OPENS_MAX: u64 = 3;
 /// Latent sector errors injected per round, at random durable offsets.
@@ -30,8 +37,6 @@ const LATENT_ERRORS_PER_ROUND_MAX: u64 = 3;
 const CRASH_WINDOW_OPS: u64 = 150;
 /// Per-sector-read chances of a new latent error that a seed may pick.
 const READ_ERROR_PPM_CHOICES: [u32; 4] = [0, 2_000, 10_000, 40_000];
-
-type Model = [BTreeMap<Vec<u8>, Vec<u8>>; Cf::COUNT];
 
 /// Page cache sizes a seed may pick: small, so that reads keep reaching the disk, or the
 /// default, so that unsynced commits stay in redb's write buffer.
@@ -43,18 +48,6 @@ thread_local! {
 
 fn config() -> EngineConfig {
     EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES.with(|c| c.get()) }
-}
-
-fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
-    rng.next_u64() % n
-}
-
-fn chance(rng: &mut ChaCha8Rng, percent: u64) -> bool {
-    below(rng, 100) < percent
-}
-
-fn key(rng: &mut ChaCha8Rng) -> Vec<u8> {
-    format!("k{:02}", below(rng, KEYS_PER_CF)).into_bytes()
 }
 
 /// Appends a run of Raft-log-like entries to `Cf::Raft` and sometimes truncates its head, so
@@ -76,53 +69,8 @@ fn random_batch(rng: &mut ChaCha8Rng, tag: &str, next_index: &mut u64) -> WriteB
     if chance(rng, 50) {
         log_ops(rng, &mut batch, next_index);
     }
-    for op in 0..=below(rng, OPS_PER_BATCH_MAX) {
-        let cf = Cf::ALL[below(rng, Cf::COUNT as u64) as usize];
-        match below(rng, 10) {
-            0..=6 => {
-                let len = below(rng, VALUE_BYTES_MAX) as usize;
-                let mut value = format!("{tag}/{op}:").into_bytes();
-                value.resize(len.max(value.len()), b'a' + (below(rng, 26) as u8));
-                batch.put(cf, &key(rng), &value);
-            }
-            7..=8 => {
-                batch.delete(cf, &key(rng));
-            }
-            _ => {
-                let (a, b) = (key(rng), key(rng));
-                let end = (below(rng, 4) != 0).then_some(b.as_slice());
-                batch.delete_range(cf, &a, end);
-            }
-        }
-    }
+    SHAPE.random_ops(rng, &mut batch, tag);
     batch
-}
-
-fn apply(model: &Model, batch: &WriteBatch) -> Model {
-    let mut next = model.clone();
-    for (cf, mutation) in batch.ops() {
-        let map = &mut next[cf.index()];
-        match mutation {
-            minikv_engine::Mutation::Put { key, value } => {
-                map.insert(key.clone(), value.clone());
-            }
-            minikv_engine::Mutation::Delete { key } => {
-                map.remove(key);
-            }
-            minikv_engine::Mutation::DeleteRange { start, end } => {
-                map.retain(|k, _| k < start || end.as_ref().is_some_and(|end| k >= end));
-            }
-        }
-    }
-    next
-}
-
-fn read_all(engine: &Engine) -> Result<Model, Error> {
-    let mut state: Model = Default::default();
-    for cf in Cf::ALL {
-        state[cf.index()] = engine.scan(cf, b"", None, usize::MAX)?.into_iter().collect();
-    }
-    Ok(state)
 }
 
 /// What the runs exercised, so that a run too kind to fail shows up.

@@ -292,6 +292,14 @@ async fn simulate(
             tracing::info!(target: "minikv::sim", "metric {k} = {v}");
         }
     }
+    let lease_reads: u64 = {
+        let c = world.cluster();
+        c.store_ids()
+            .iter()
+            .flat_map(|id| c.probe(*id).peers.into_values().map(|p| p.lease_reads))
+            .sum()
+    };
+    tracing::info!(target: "minikv::sim", "metric store.lease_reads = {lease_reads}");
     run_over.store(true, Ordering::Relaxed);
     supervisor.await.expect("the supervisor panicked");
     result

@@ -69,6 +69,11 @@ fn chaos() {
 }
 
 #[test]
+fn leases() {
+    run_twice("leases");
+}
+
+#[test]
 fn every_scenario_file_has_a_test() {
     let names = scenario::list(&scenario::scenarios_dir()).unwrap();
     let source = include_str!("scenarios.rs");
@@ -78,5 +83,5 @@ fn every_scenario_file_has_a_test() {
             "scenarios/{name}.toml has no test in sim/harness/tests/scenarios.rs"
         );
     }
-    assert!(names.len() >= 9, "{names:?}");
+    assert!(names.len() >= 10, "{names:?}");
 }

@@ -118,6 +118,13 @@ impl Ctx {
         madsim::time::sleep(Duration::from_millis(ms).min(left)).await;
     }
 
+    /// Waits a random time in `every`; false once the phase is over (the round must not run).
+    pub async fn next_round(&mut self, every: Between) -> bool {
+        let wait = self.in_range(every);
+        self.sleep_ms(wait).await;
+        !self.over()
+    }
+
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.rng.next_u64() % n }
     }

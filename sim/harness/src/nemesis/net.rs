@@ -134,12 +134,7 @@ pub async fn clog(mut ctx: Ctx, spec: ClogSpec) {
     if ctx.stores.len() < 2 {
         return;
     }
-    while !ctx.over() {
-        let wait = ctx.in_range(every);
-        ctx.sleep_ms(wait).await;
-        if ctx.over() {
-            break;
-        }
+    while ctx.next_round(every).await {
         let ids = ctx.shuffled_stores();
         let (src, dst) = (ids[0], ids[1]);
         let hold = ctx.in_range(duration);

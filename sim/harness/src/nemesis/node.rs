@@ -72,12 +72,7 @@ pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
 pub async fn pause(mut ctx: Ctx, spec: PauseSpec) {
     let every = ctx.between(&spec.every_ms, "every_ms", 100, 800);
     let hold_for = ctx.between(&spec.pause_ms, "pause_ms", 50, 400);
-    while !ctx.over() {
-        let wait = ctx.in_range(every);
-        ctx.sleep_ms(wait).await;
-        if ctx.over() {
-            break;
-        }
+    while ctx.next_round(every).await {
         let ids = ctx.shuffled_stores();
         let Some(id) = ids.into_iter().find(|id| {
             let c = ctx.world.cluster();
@@ -105,12 +100,7 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
         let x = ctx.below(max as u64 * 2 + 1) as i64;
         x - max
     };
-    while !ctx.over() {
-        let wait = ctx.in_range(every);
-        ctx.sleep_ms(wait).await;
-        if ctx.over() {
-            break;
-        }
+    while ctx.next_round(every).await {
         let (id, clock) = clocks[ctx.below(clocks.len() as u64) as usize].clone();
         match ctx.below(5) {
             0 => {
@@ -193,12 +183,7 @@ pub async fn disk(mut ctx: Ctx, spec: DiskSpec) {
             ctx.sleep_ms(1_000).await;
         }
     }
-    while !ctx.over() {
-        let wait = ctx.in_range(latent_every);
-        ctx.sleep_ms(wait).await;
-        if ctx.over() {
-            break;
-        }
+    while ctx.next_round(latent_every).await {
         let id = victims[ctx.below(victims.len() as u64) as usize];
         let disk = ctx.world.cluster().disk(id);
         let len = disk.durable_len_bytes();
@@ -232,12 +217,7 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
         panic!("the admin client cannot bind");
     };
     let total = ctx.stores.len() as u64;
-    while !ctx.over() {
-        let wait = ctx.in_range(every);
-        ctx.sleep_ms(wait).await;
-        if ctx.over() {
-            break;
-        }
+    while ctx.next_round(every).await {
         let (region, leader) = {
             let c = ctx.world.cluster();
             let leader = c.leader();

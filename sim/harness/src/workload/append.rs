@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 
 use madsim::runtime::NodeHandle;
-use madsim::task::JoinHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, LocalFuture, Machine, Outcome, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
 use crate::history::json_opt;
 use crate::report::CheckResult;
 use crate::scenario::AppendSpec;
@@ -171,9 +170,7 @@ pub struct Append {
     env: Env,
     clients: u64,
     keys: u64,
-    nodes: Vec<Machine>,
-    running: Vec<JoinHandle<Worker>>,
-    idle: Vec<Worker>,
+    fleet: Fleet<Worker>,
 }
 
 impl Append {
@@ -182,26 +179,7 @@ impl Append {
             env,
             clients: *spec.clients.get_ref(),
             keys: *spec.keys.get_ref(),
-            nodes: Vec::new(),
-            running: Vec::new(),
-            idle: Vec::new(),
-        }
-    }
-
-    async fn run_on_nodes(&mut self, finish: bool) {
-        let mut handles = Vec::new();
-        for (mut w, node) in std::mem::take(&mut self.idle).into_iter().zip(&self.nodes) {
-            handles.push(node.spawn(async move {
-                if finish {
-                    w.finish().await;
-                } else {
-                    w.run().await;
-                }
-                w
-            }));
-        }
-        for h in handles {
-            self.idle.push(h.await.expect("an append client panicked"));
+            fleet: Fleet::default(),
         }
     }
 }
@@ -216,7 +194,7 @@ impl Workload for Append {
             let node = spawn(&format!("{}-append-{index}", self.env.instance));
             let env = self.env.clone();
             let (keys, rng) = (self.keys, client_rng(&self.env, "append", index));
-            self.running.push(node.spawn(async move {
+            self.fleet.launch(node, async move {
                 let client = Client::connect(&env).await;
                 let mut w = Worker {
                     index,
@@ -233,25 +211,24 @@ impl Workload for Append {
                 };
                 w.run().await;
                 w
-            }));
-            self.nodes.push(Machine(node));
+            });
         }
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {
-        Box::pin(async move {
-            for handle in std::mem::take(&mut self.running) {
-                self.idle.push(handle.await.expect("an append client panicked"));
-            }
-        })
+        Box::pin(self.fleet.join())
     }
 
     fn finish(&mut self) -> LocalFuture<'_, ()> {
-        Box::pin(self.run_on_nodes(true))
+        Box::pin(self.fleet.each(|mut w| async move {
+            w.finish().await;
+            w
+        }))
     }
 
     fn check(&self) -> Vec<(String, CheckResult)> {
-        let violations: Vec<&String> = self.idle.iter().flat_map(|w| &w.violations).collect();
+        let violations: Vec<&String> =
+            self.fleet.clients().iter().flat_map(|w| &w.violations).collect();
         let detail = (!violations.is_empty()).then(|| {
             let kept: Vec<String> =
                 violations.iter().take(MAX_KEPT).map(|v| v.to_string()).collect();
@@ -262,8 +239,8 @@ impl Workload for Append {
 
     fn metrics(&self) -> BTreeMap<String, u64> {
         BTreeMap::from([
-            ("append.appends".to_string(), self.idle.iter().map(|w| w.appends).sum()),
-            ("append.scans".to_string(), self.idle.iter().map(|w| w.scans).sum()),
+            ("append.appends".to_string(), self.fleet.clients().iter().map(|w| w.appends).sum()),
+            ("append.scans".to_string(), self.fleet.clients().iter().map(|w| w.scans).sum()),
         ])
     }
 }

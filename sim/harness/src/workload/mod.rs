@@ -65,6 +65,57 @@ impl std::ops::Deref for Machine {
     }
 }
 
+/// A workload's clients: each runs on its own simulated machine, as a task while the phase
+/// runs, and comes back to the workload between steps (run, finish) so its state can be
+/// checked.
+#[derive(Debug)]
+pub struct Fleet<W> {
+    nodes: Vec<Machine>,
+    running: Vec<madsim::task::JoinHandle<W>>,
+    idle: Vec<W>,
+}
+
+impl<W> Default for Fleet<W> {
+    fn default() -> Self {
+        Fleet { nodes: Vec::new(), running: Vec::new(), idle: Vec::new() }
+    }
+}
+
+impl<W: Send + 'static> Fleet<W> {
+    /// Starts a client on `node`; `client` builds it and runs its first step.
+    pub fn launch<F>(&mut self, node: madsim::runtime::NodeHandle, client: F)
+    where
+        F: Future<Output = W> + Send + 'static,
+    {
+        self.running.push(node.spawn(client));
+        self.nodes.push(Machine(node));
+    }
+
+    /// Waits for every running client's step to end.
+    pub async fn join(&mut self) {
+        for handle in std::mem::take(&mut self.running) {
+            self.idle.push(handle.await.expect("a workload client panicked"));
+        }
+    }
+
+    /// Runs `step` on every idle client, each on its own machine, and waits for all of them.
+    pub async fn each<F, Fut>(&mut self, step: F)
+    where
+        F: Fn(W) -> Fut,
+        Fut: Future<Output = W> + Send + 'static,
+    {
+        for (w, node) in std::mem::take(&mut self.idle).into_iter().zip(&self.nodes) {
+            self.running.push(node.spawn(step(w)));
+        }
+        self.join().await;
+    }
+
+    /// The clients that are back from their last step.
+    pub fn clients(&self) -> &[W] {
+        &self.idle
+    }
+}
+
 /// One workload instance of a phase.
 pub trait Workload: std::fmt::Debug {
     fn name(&self) -> &'static str;

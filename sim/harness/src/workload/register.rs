@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use madsim::runtime::NodeHandle;
-use madsim::task::JoinHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, LocalFuture, Machine, Outcome, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
 use crate::report::CheckResult;
 use crate::scenario::RegisterSpec;
 
@@ -21,6 +20,7 @@ struct Worker {
     keys: u64,
     prefix: String,
     ok: u64,
+    final_reads: u64,
 }
 
 impl Worker {
@@ -77,10 +77,7 @@ pub struct Register {
     env: Env,
     clients: u64,
     keys: u64,
-    nodes: Vec<Machine>,
-    running: Vec<JoinHandle<Worker>>,
-    idle: Vec<Worker>,
-    finished_reads: u64,
+    fleet: Fleet<Worker>,
 }
 
 impl Register {
@@ -89,10 +86,7 @@ impl Register {
             env,
             clients: *spec.clients.get_ref(),
             keys: *spec.keys.get_ref(),
-            nodes: Vec::new(),
-            running: Vec::new(),
-            idle: Vec::new(),
-            finished_reads: 0,
+            fleet: Fleet::default(),
         }
     }
 }
@@ -107,53 +101,40 @@ impl Workload for Register {
             let node = spawn(&format!("{}-register-{index}", self.env.instance));
             let env = self.env.clone();
             let (keys, rng) = (self.keys, client_rng(&self.env, "register", index));
-            self.running.push(node.spawn(async move {
+            self.fleet.launch(node, async move {
                 let client = Client::connect(&env).await;
                 let prefix = format!("{}/", env.instance);
-                let mut w = Worker { index, client, rng, counter: 0, keys, prefix, ok: 0 };
+                let mut w =
+                    Worker { index, client, rng, counter: 0, keys, prefix, ok: 0, final_reads: 0 };
                 while !env.stopped() {
                     w.one_op().await;
                 }
                 w
-            }));
-            self.nodes.push(Machine(node));
+            });
         }
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {
-        Box::pin(async move {
-            for handle in std::mem::take(&mut self.running) {
-                self.idle.push(handle.await.expect("a register client panicked"));
-            }
-        })
+        Box::pin(self.fleet.join())
     }
 
     fn finish(&mut self) -> LocalFuture<'_, ()> {
-        Box::pin(async move {
-            let mut handles = Vec::new();
-            for (w, node) in std::mem::take(&mut self.idle).into_iter().zip(&self.nodes) {
-                let env = self.env.clone();
-                handles.push(node.spawn(async move {
-                    let mut w = w;
-                    let mut reads = 0;
-                    for k in 0..w.keys {
-                        let key = w.key(k);
-                        while !env.gave_up() {
-                            if let Outcome::Ok(_) = w.client.read(&key, true).await {
-                                reads += 1;
-                                break;
-                            }
+        let env = self.env.clone();
+        Box::pin(self.fleet.each(move |mut w| {
+            let env = env.clone();
+            async move {
+                for k in 0..w.keys {
+                    let key = w.key(k);
+                    while !env.gave_up() {
+                        if let Outcome::Ok(_) = w.client.read(&key, true).await {
+                            w.final_reads += 1;
+                            break;
                         }
                     }
-                    (w, reads)
-                }));
+                }
+                w
             }
-            for h in handles {
-                let (w, reads) = h.await.expect("a register client panicked");
-                self.finished_reads += reads;
-                self.idle.push(w);
-            }
-        })
+        }))
     }
 
     fn check(&self) -> Vec<(String, CheckResult)> {
@@ -162,8 +143,11 @@ impl Workload for Register {
 
     fn metrics(&self) -> BTreeMap<String, u64> {
         BTreeMap::from([
-            ("register.ok".to_string(), self.idle.iter().map(|w| w.ok).sum()),
-            ("register.final_reads".to_string(), self.finished_reads),
+            ("register.ok".to_string(), self.fleet.clients().iter().map(|w| w.ok).sum()),
+            (
+                "register.final_reads".to_string(),
+                self.fleet.clients().iter().map(|w| w.final_reads).sum(),
+            ),
         ])
     }
 }
