@@ -231,8 +231,10 @@ impl Run {
                         let e = e.clone();
                         self.follow_hint(i, &e);
                         // A definite failure claims the write had no effect: the checker
-                        // holds the store to that.
-                        if matches!(p.op, Op::Read) || !e.leaves_outcome_unknown() {
+                        // holds the store to that. Not for a cas, whose `fail` means "the
+                        // compare failed" to the checker: one that never ran is `info`.
+                        let definite = !e.leaves_outcome_unknown() && !matches!(p.op, Op::Cas(..));
+                        if matches!(p.op, Op::Read) || definite {
                             self.event(process, "fail", &p.op, p.key, "null");
                         } else {
                             self.give_up(i, p);

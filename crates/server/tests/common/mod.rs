@@ -189,8 +189,10 @@ impl Worker {
                 self.retire();
                 None
             }
+            // Never ran: a `fail` cas would tell the checker the compare failed.
             Err(_) => {
-                self.history.event(self.process, "fail", "cas", key, json);
+                self.history.event(self.process, "info", "cas", key, json);
+                self.retire();
                 None
             }
         }
@@ -323,7 +325,11 @@ impl Worker {
                         self.history.event(self.process, "info", "cas", &key, &json);
                         self.retire();
                     }
-                    Err(_) => self.history.event(self.process, "fail", "cas", &key, &json),
+                    // Never ran: a `fail` cas would tell the checker the compare failed.
+                    Err(_) => {
+                        self.history.event(self.process, "info", "cas", &key, &json);
+                        self.retire();
+                    }
                 }
             }
         }
