@@ -86,6 +86,7 @@ pub struct SimCluster {
     stores: BTreeMap<StoreId, SimStore>,
     addrs: BTreeMap<StoreId, SocketAddr>,
     next_client_ip: u8,
+    client_nodes: Vec<NodeId>,
 }
 
 impl std::fmt::Debug for SimCluster {
@@ -164,7 +165,7 @@ impl SimCluster {
             stores
                 .insert(id, SimStore { node, disk, clock, probe, up: true, paused: false, failed });
         }
-        SimCluster { handle, stores, addrs, next_client_ip: 1 }
+        SimCluster { handle, stores, addrs, next_client_ip: 1, client_nodes: Vec::new() }
     }
 
     /// Every store's address (what clients are configured with).
@@ -180,7 +181,23 @@ impl SimCluster {
     pub fn client_node(&mut self, name: &str) -> NodeHandle {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, self.next_client_ip));
         self.next_client_ip = self.next_client_ip.checked_add(1).expect("at most 255 clients");
-        self.handle.create_node().name(name).ip(ip).build()
+        let node = self.handle.create_node().name(name).ip(ip).build();
+        self.client_nodes.push(node.id());
+        node
+    }
+
+    /// Kills every task of every node, stores and client machines alike, so that the run's
+    /// memory is freed when the runtime goes away (madsim drops a killed task the next time its
+    /// executor gets to it; a task left waiting forever would keep everything it holds).
+    pub fn shutdown(&mut self) {
+        for id in self.store_ids() {
+            self.resume(id);
+            self.handle.kill(self.node_id(id));
+            self.stores.get_mut(&id).expect("known store").up = false;
+        }
+        for id in &self.client_nodes {
+            self.handle.kill(*id);
+        }
     }
 
     /// The madsim node of store `id`.

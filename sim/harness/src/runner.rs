@@ -302,6 +302,10 @@ async fn simulate(
     tracing::info!(target: "minikv::sim", "metric store.lease_reads = {lease_reads}");
     run_over.store(true, Ordering::Relaxed);
     supervisor.await.expect("the supervisor panicked");
+    drop(workloads);
+    world.cluster().shutdown();
+    // Let the executor drop the killed tasks before the runtime goes.
+    madsim::time::sleep(Duration::from_millis(1)).await;
     result
 }
 
