@@ -11,6 +11,10 @@
 //! conf change applies (the quorum changed). A store that restarts forgot whom it heard from,
 //! so with leases on it refuses votes for its first `election_tick` ticks (see `Store`).
 //!
+//! Ticks that never ran (the node was paused or starved, which the node sees on its clock)
+//! fence the lease: it ends, and no ReadIndex issued before the gap can renew it, since its
+//! evidence is older in real time than its tick says (found by the `leases` scenario, seed 792).
+//!
 //! What it assumes: every store's ticks run at the same rate within the margin. A clock that
 //! stalls or jumps back on the leader (ticks stop) stretches the lease in real time; that is
 //! why leases are off by default (`StoreConfig::lease_read`).
@@ -21,6 +25,10 @@ use crate::config::StoreConfig;
 pub(crate) struct Lease {
     /// The term the lease was confirmed in, and the tick it ends at (exclusive); `None`: none.
     until: Option<(u64, u64)>,
+    /// Reads issued at or before this tick confirm nothing: their evidence predates the
+    /// event that ended the last lease (e.g. ticks missed while the node was paused, so that
+    /// a confirmation arriving after the pause is far older in real time than in ticks).
+    fenced_through_tick: Option<u64>,
 }
 
 impl Lease {
@@ -30,6 +38,9 @@ impl Lease {
 
     /// A ReadIndex issued at `issued_tick` in `term` was confirmed by a quorum.
     pub fn confirm(&mut self, cfg: &StoreConfig, term: u64, issued_tick: u64) {
+        if self.fenced_through_tick.is_some_and(|f| issued_tick <= f) {
+            return;
+        }
         let end = issued_tick + Self::duration_ticks(cfg);
         match self.until {
             Some((t, e)) if t == term && e >= end => {}
@@ -39,6 +50,13 @@ impl Lease {
 
     pub fn expire(&mut self) {
         self.until = None;
+    }
+
+    /// Ends the lease at `now_tick`, and reads issued up to it can no longer renew it: ticks
+    /// were missed, so their confirmations are older in real time than in ticks.
+    pub fn fence(&mut self, now_tick: u64) {
+        self.until = None;
+        self.fenced_through_tick = Some(now_tick);
     }
 
     /// Whether a read at `now_tick` in `term` may be served locally. Only the first half of a
@@ -71,6 +89,14 @@ mod tests {
         assert!(lease.serves(&cfg, 3, 103), "an older confirmation never shortens it");
         lease.expire();
         assert!(!lease.serves(&cfg, 3, 100));
+        lease.confirm(&cfg, 3, 100);
+        assert!(lease.serves(&cfg, 3, 100), "after an expiry, a new confirmation renews it");
+        lease.fence(103);
+        assert!(!lease.serves(&cfg, 3, 103), "a fence ends it");
+        lease.confirm(&cfg, 3, 103);
+        assert!(!lease.serves(&cfg, 3, 103), "a read issued before the expiry renews nothing");
+        lease.confirm(&cfg, 3, 104);
+        assert!(lease.serves(&cfg, 3, 104), "a read issued after it does");
         let mut no_time = Lease::default();
         no_time.confirm(&StoreConfig { lease_margin_ticks: 10, ..cfg }, 3, 100);
         assert!(!no_time.serves(&cfg, 3, 100), "a margin as long as the timeout leaves nothing");

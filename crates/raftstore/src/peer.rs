@@ -486,6 +486,12 @@ impl Peer {
         self.lease.expire();
     }
 
+    /// Ticks were missed (the node was paused or starved): the lease ends, and reads issued
+    /// before now can no longer renew it.
+    pub fn fence_lease(&mut self) {
+        self.lease.fence(self.ticks);
+    }
+
     /// Ticks since this peer was created (on this store's start, or from a message).
     pub fn ticks(&self) -> u64 {
         self.ticks

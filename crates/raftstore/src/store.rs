@@ -153,6 +153,15 @@ impl Store {
         }
     }
 
+    /// Ends every leader lease at once. The node calls it when its clock shows that ticks were
+    /// missed (the node was paused or starved): a lease is counted in ticks, and ticks that
+    /// never ran would otherwise stretch it past the election timeout of the other stores.
+    pub fn expire_leases(&mut self) {
+        for peer in self.peers.values_mut() {
+            peer.fence_lease();
+        }
+    }
+
     /// Starts an election on this store's peer of `region_id` now (tests, bootstrap).
     pub fn campaign(&mut self, region_id: RegionId) -> Result<()> {
         if let Some(peer) = self.peers.get_mut(&region_id) {

@@ -50,6 +50,8 @@ pub struct Node {
     endpoint: Endpoint,
     probe: NodeProbe,
     waiting: BTreeMap<ReqToken, Waiting>,
+    /// When the next tick is due on the node's clock.
+    tick_due_ms: u64,
     next_token: u64,
 }
 
@@ -106,7 +108,16 @@ impl Node {
             .await
             .map_err(|e| Error::Transport(format!("bind {}: {e}", config.listen_addr)))?;
         probe.update(|p| p.engine = Some(engine));
-        Ok(Node { config, store, clock, endpoint, probe, waiting: BTreeMap::new(), next_token: 1 })
+        Ok(Node {
+            config,
+            store,
+            clock,
+            endpoint,
+            probe,
+            waiting: BTreeMap::new(),
+            next_token: 1,
+            tick_due_ms: 0,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -144,13 +155,16 @@ impl Node {
         let tick_ms = self.config.tick_interval_ms;
         assert!(tick_ms > 0, "tick_interval_ms must be positive");
         let mut next_tick_ms = self.clock.now_ms() + tick_ms;
+        self.tick_due_ms = next_tick_ms;
         loop {
             let now = self.clock.now_ms();
             if now >= next_tick_ms {
+                self.check_missed_ticks();
                 self.store.tick();
                 self.publish_tick();
                 // A clock that jumped ahead gets one tick, not a burst.
                 next_tick_ms = (next_tick_ms + tick_ms).max(now + 1);
+                self.tick_due_ms = next_tick_ms;
             } else {
                 let wait = Duration::from_millis(next_tick_ms - now);
                 match madsim::time::timeout(wait, rx.recv()).await {
@@ -196,7 +210,17 @@ impl Node {
         }
     }
 
+    /// A whole tick interval past the due tick means ticks were missed (a pause, a stalled
+    /// loop, a clock jump): leases counted in ticks cannot be trusted, so they end. Checked
+    /// before any event, so that a read arriving right after a pause is not served from one.
+    fn check_missed_ticks(&mut self) {
+        if self.clock.now_ms() >= self.tick_due_ms + self.config.tick_interval_ms {
+            self.store.expire_leases();
+        }
+    }
+
     fn on_event(&mut self, event: Event) -> Result<()> {
+        self.check_missed_ticks();
         match event {
             Event::Raft(batch) => {
                 let n = batch.messages.len() as u64;
