@@ -57,29 +57,26 @@ fn crashes_with_log_gc_and_membership() {
     run("crashes_with_log_gc_and_membership", &[17], 5, faults);
 }
 
-#[test]
-fn everything_at_once_one_and_twenty_clients() {
-    let faults = Faults {
+/// Every fault kind at once.
+fn everything() -> Faults {
+    Faults {
         partitions: true,
         loss: true,
         crashes: true,
         log_gc: true,
         membership: true,
         ..Faults::default()
-    };
-    run("everything_at_once_one_and_twenty_clients", &[18], 1, faults);
-    run("everything_at_once_one_and_twenty_clients", &[19], 20, faults);
+    }
+}
+
+#[test]
+fn everything_at_once_one_and_twenty_clients() {
+    run("everything_at_once_one_and_twenty_clients", &[18], 1, everything());
+    run("everything_at_once_one_and_twenty_clients", &[19], 20, everything());
 }
 
 #[test]
 fn everything_at_once_with_leader_leases() {
-    let faults = Faults {
-        partitions: true,
-        loss: true,
-        crashes: true,
-        log_gc: true,
-        membership: true,
-        lease_read: true,
-    };
+    let faults = Faults { lease_read: true, ..everything() };
     run("everything_at_once_with_leader_leases", &[20], 5, faults);
 }
