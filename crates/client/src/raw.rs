@@ -12,7 +12,7 @@ use minikv_proto::kvrpc::{
     KvContext, KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST,
     TAG_KV_RESPONSE,
 };
-use minikv_proto::metapb::{Peer, Region, StoreId};
+use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
 use minikv_proto::{decode, encode};
 
@@ -69,6 +69,16 @@ enum Attempt {
     NotSent(String),
     /// Sent, no answer in time.
     NoAnswer,
+}
+
+/// Which epoch a request carries.
+#[derive(Debug, Clone, Copy)]
+enum EpochPolicy {
+    /// The cached region's, refreshed and retried after an `EpochNotMatch` (data requests).
+    Follow,
+    /// This one on every attempt; an `EpochNotMatch` goes back to the caller (membership
+    /// changes, chosen on a view of the region that must still hold when they apply).
+    Pinned(RegionEpoch),
 }
 
 /// What to do after a region error.
@@ -175,7 +185,8 @@ impl RawClient {
                 end_key: end_key.to_vec(),
                 limit: want,
             };
-            let (response, region) = self.execute_in_region(&from, request).await?;
+            let (response, region) =
+                self.execute_in_region(&from, request, EpochPolicy::Follow).await?;
             let KvResponse::Scan { kvs } = response else { return Err(unexpected(&response)) };
             let got = kvs.len() as u64;
             out.extend(kvs);
@@ -215,15 +226,22 @@ impl RawClient {
         }
     }
 
-    /// Proposes a membership change of the region holding `key`; returns the region after it.
-    pub async fn change_peer(
+    /// Proposes a membership change of `region` as the caller saw it when it chose the change;
+    /// returns the region after it. Every attempt carries `region`'s epoch: if the region
+    /// changed since (`EpochNotMatch`, before proposing or at apply), the change is not retried
+    /// on the newer region but returned as `Error::Region`, because a choice made on one
+    /// membership (which peer to remove, how many voters stay) can be wrong on another. The
+    /// error carries the current region (also cached) for the caller to decide again.
+    pub async fn change_peer_in(
         &mut self,
-        key: &[u8],
+        region: &Region,
         change_type: ConfChangeType,
         peer: Peer,
     ) -> Result<Region> {
-        let request = KvRequest::ChangePeer { key: key.to_vec(), change_type, peer };
-        match self.execute(key, request).await? {
+        let key = region.start_key.clone();
+        let request = KvRequest::ChangePeer { key: key.clone(), change_type, peer };
+        let epoch = EpochPolicy::Pinned(region.epoch);
+        match self.execute_in_region(&key, request, epoch).await?.0 {
             KvResponse::ChangePeer { region } => {
                 self.cache.insert(region.clone());
                 Ok(region)
@@ -232,8 +250,28 @@ impl RawClient {
         }
     }
 
+    /// Proposes a membership change of the region holding `key`, as the client's cache knows
+    /// it (located first when not cached); like `change_peer_in`, an `EpochNotMatch` comes
+    /// back as an error and is not retried on the newer region.
+    pub async fn change_peer(
+        &mut self,
+        key: &[u8],
+        change_type: ConfChangeType,
+        peer: Peer,
+    ) -> Result<Region> {
+        let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
+        let Some(region) = self.locate(key, deadline_ms).await else {
+            return Err(Error::DeadlineExceeded(format!(
+                "cannot locate the region of key {key:?}"
+            )));
+        };
+        self.change_peer_in(&region, change_type, peer).await
+    }
+
     async fn execute(&mut self, key: &[u8], request: KvRequest) -> Result<KvResponse> {
-        self.execute_in_region(key, request).await.map(|(response, _)| response)
+        self.execute_in_region(key, request, EpochPolicy::Follow)
+            .await
+            .map(|(response, _)| response)
     }
 
     /// Runs `request` on the region holding `key`; returns the answer and the region it came
@@ -242,6 +280,7 @@ impl RawClient {
         &mut self,
         key: &[u8],
         request: KvRequest,
+        epoch: EpochPolicy,
     ) -> Result<(KvResponse, Region)> {
         let is_read = request.is_read();
         let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
@@ -258,15 +297,24 @@ impl RawClient {
                 continue;
             };
             let target = self.pick_peer(&region);
-            let context = KvContext {
-                region_id: region.id,
-                region_epoch: region.epoch,
-                peer: target.clone(),
+            let region_epoch = match epoch {
+                EpochPolicy::Follow => region.epoch,
+                EpochPolicy::Pinned(pinned) => pinned,
             };
+            let context = KvContext { region_id: region.id, region_epoch, peer: target.clone() };
             let rpc_deadline_ms = deadline_ms.min(now + self.config.rpc_timeout_ms);
             let attempt =
                 self.call(target.store_id, context, request.clone(), rpc_deadline_ms).await;
             let next = match attempt {
+                Attempt::Answered(
+                    KvResponse::RegionError(e @ RegionError::EpochNotMatch { .. })
+                    | KvResponse::ProposalFailed(e @ RegionError::EpochNotMatch { .. }),
+                ) if matches!(epoch, EpochPolicy::Pinned(_)) => {
+                    // Definite (refused before proposing, or at apply): nothing changed. The
+                    // caller chose on the pinned epoch and must choose again.
+                    self.on_region_error(&region, &target, e.clone());
+                    return Err(Error::Region(e));
+                }
                 Attempt::Answered(KvResponse::RegionError(e)) => {
                     last_error = e.to_string();
                     self.on_region_error(&region, &target, e)

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use minikv_engine::{Cf, Engine, WriteBatch};
-use minikv_proto::metapb::{PeerId, PeerRole, Region, RegionId};
+use minikv_proto::metapb::{self, PeerId, PeerRole, Region, RegionId};
 use minikv_proto::raft_cmdpb::CfName;
 use minikv_proto::raft_serverpb::{
     PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, RegionLocalState,
@@ -139,8 +139,11 @@ impl PeerStorage {
         Ok(storage)
     }
 
-    /// A peer created by a message from its region's leader: no data, no configuration, it
-    /// waits for a snapshot. A hard state it persisted before a restart is kept (its vote).
+    /// A peer created by a message from its region's leader or a vote request: no data, no
+    /// configuration, it waits for a snapshot. Its hard state is persisted under the region id
+    /// like an initialized peer's (by `set_hard_state`), and read back here: a peer re-created
+    /// after a restart keeps its term and vote, so it cannot vote twice in one term. Destroying
+    /// the peer (`write_destroy`) deletes that state with the rest of its raft keys.
     pub fn new_uninitialized(
         engine: Arc<Engine>,
         region_id: RegionId,
@@ -330,17 +333,27 @@ impl PeerStorage {
         true
     }
 
-    /// Adds to `batch` the removal of every raft key of this peer and its data, and a
-    /// tombstone region state.
-    pub fn write_destroy(&self, batch: &mut WriteBatch) -> Result<()> {
+    /// Adds to `batch` the removal of every raft key of this peer (its log, its hard state,
+    /// even if it never was initialized) and its data, and a tombstone region state, which it
+    /// returns. `me` is this peer: an uninitialized peer knows no region, so its tombstone
+    /// names only `me`, enough to refuse stale messages to it (or to older peers) later.
+    pub fn write_destroy(
+        &self,
+        batch: &mut WriteBatch,
+        me: &metapb::Peer,
+    ) -> Result<RegionLocalState> {
+        assert_eq!(me.id, self.peer_id, "region {}: destroying another peer", self.region_id);
         let (start, end) = keys::region_raft_range(self.region_id);
         batch.delete_range(Cf::Raft, &start, Some(&end));
-        if self.is_initialized() {
+        let region = if self.is_initialized() {
             delete_region_data(batch, &self.region);
-        }
-        let state = RegionLocalState { state: PeerState::Tombstone, region: self.region.clone() };
+            self.region.clone()
+        } else {
+            Region { id: self.region_id, peers: vec![me.clone()], ..Default::default() }
+        };
+        let state = RegionLocalState { state: PeerState::Tombstone, region };
         batch.put(Cf::Raft, &keys::region_state_key(self.region_id), &encode(&state)?);
-        Ok(())
+        Ok(state)
     }
 
     /// Builds a snapshot of the region as of its applied index from one engine snapshot.

@@ -336,11 +336,10 @@ impl Store {
         let Some(mut peer) = self.peers.remove(&region_id) else { return Ok(()) };
         events::peer_destroyed(region_id, peer.meta.id, peer.region().epoch.conf_ver, reason);
         let mut batch = WriteBatch::new();
-        peer.raw.store().write_destroy(&mut batch)?;
+        let tombstone = peer.raw.store().write_destroy(&mut batch, &peer.meta)?;
         self.engine.write(&batch, true)?;
         peer.fail_all(RegionError::RegionNotFound { region_id }, &mut self.responses);
-        let region = peer.region().clone();
-        self.tombstones.insert(region_id, RegionLocalState { state: PeerState::Tombstone, region });
+        self.tombstones.insert(region_id, tombstone);
         self.assemblies.remove(&region_id);
         self.stats.peers_destroyed += 1;
         Ok(())
@@ -416,8 +415,12 @@ impl Store {
         Ok(())
     }
 
-    /// Finds the message's peer, creating an uninitialized one for a message from a leader
-    /// (it will be filled by a snapshot). Returns whether the message should be stepped.
+    /// Finds the message's peer, creating an uninitialized one for a message from a leader (it
+    /// will be filled by a snapshot) or for a (pre-)vote request (it may vote: a voter whose
+    /// store never received the region must still count, or a region whose only other voter
+    /// lost its leadership could never elect again). Returns whether the message should be
+    /// stepped. An uninitialized peer's hard state is persisted under its region id, so the
+    /// peer re-created after a restart remembers its vote (`PeerStorage::new_uninitialized`).
     fn maybe_create_peer(&mut self, msg: &RaftMessage) -> Result<bool> {
         if let Some(peer) = self.peers.get(&msg.region_id) {
             if msg.to_peer.id == peer.meta.id {
@@ -440,11 +443,7 @@ impl Store {
                 return Ok(false);
             }
         }
-        let from_leader = matches!(
-            msg.message.msg_type,
-            MessageType::Append | MessageType::Heartbeat | MessageType::Snapshot
-        );
-        if !from_leader {
+        if !creates_peer(msg.message.msg_type) {
             return Ok(false);
         }
         let storage =
@@ -549,11 +548,26 @@ fn push_outbound(
     out.extend(chunks);
 }
 
+/// Whether a message for a peer this store lacks creates it (uninitialized): one from a leader,
+/// or a request for its vote.
+fn creates_peer(t: MessageType) -> bool {
+    matches!(
+        t,
+        MessageType::Append
+            | MessageType::Heartbeat
+            | MessageType::Snapshot
+            | MessageType::RequestVote
+            | MessageType::RequestPreVote
+    )
+}
+
 fn message_type_name(t: MessageType) -> &'static str {
     match t {
         MessageType::Append => "an append",
         MessageType::Heartbeat => "a heartbeat",
         MessageType::Snapshot => "a snapshot",
+        MessageType::RequestVote => "a vote request",
+        MessageType::RequestPreVote => "a pre-vote request",
         _ => "a message",
     }
 }

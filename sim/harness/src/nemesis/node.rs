@@ -207,6 +207,10 @@ pub async fn disk(mut ctx: Ctx, spec: DiskSpec) {
     ctx.world.count("disk-read-error", after - before);
 }
 
+/// The fewest voters the membership nemesis leaves a region with: with three, one voter may
+/// be down or cut off and the region still has a quorum.
+const MIN_VOTERS: u64 = 3;
+
 pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
     let every = ctx.between(&spec.every_ms, "every_ms", 100, 300);
     let addrs = ctx.world.cluster().addrs();
@@ -226,8 +230,10 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
             (region, leader)
         };
         let (Some(region), Some(leader)) = (region, leader) else { continue };
-        let voters = region.peers.len() as u64;
-        let remove = voters == total || (voters > 3 && ctx.below(2) == 0);
+        let voters = region.peers.iter().filter(|p| p.role == PeerRole::Voter).count() as u64;
+        // Never below `MIN_VOTERS`: a removal is chosen on this view of the region and sent
+        // pinned to its epoch, so it applies to exactly these voters or not at all.
+        let remove = voters > MIN_VOTERS && (voters == total || ctx.below(2) == 0);
         let (change, peer) = if remove {
             // The leader itself is a candidate too: it must hand over and step down.
             let candidates: Vec<Peer> = region
@@ -253,7 +259,9 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
             (ConfChangeType::AddNode, Peer { id, store_id, role: PeerRole::Voter })
         };
         let what = format!("{change:?} peer {} on store {}", peer.id, peer.store_id);
-        match admin.change_peer(b"", change, peer).await {
+        // An `EpochNotMatch` comes back here (the region changed since this view was taken);
+        // the next round chooses again on a fresh view.
+        match admin.change_peer_in(&region, change, peer).await {
             Ok(_) => ctx.world.fault("membership", &what),
             Err(e) => {
                 tracing::info!(target: "minikv::sim", "nemesis membership: {what} failed: {e}")
