@@ -228,7 +228,7 @@ impl Drop for TempPath {
 
 fn engine_on_file() -> Phases {
     let path = TempPath::new("engine");
-    let config = EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES };
+    let config = EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES, ..EngineConfig::default() };
     let engine = Engine::open_with(FileDisk::new(&path.0), config).expect("open engine");
     run(&EngineStore(engine))
 }
@@ -241,7 +241,7 @@ fn raw_on_file() -> Phases {
 }
 
 fn engine_on_sim() -> Phases {
-    let config = EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES };
+    let config = EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES, ..EngineConfig::default() };
     let disk = SimDisk::new(1, SimDiskConfig::default());
     run(&EngineStore(Engine::open_with(disk, config).expect("open engine")))
 }

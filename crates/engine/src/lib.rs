@@ -9,6 +9,8 @@ pub mod disk;
 pub mod docs;
 pub mod engine;
 pub mod error;
+pub mod memtable;
+pub mod wal;
 
 pub use batch::{Mutation, WriteBatch};
 pub use cf::Cf;

@@ -7,7 +7,7 @@
 
 mod support;
 
-use minikv_engine::{Engine, EngineConfig, Error, SimDisk, SimDiskConfig, WriteBatch};
+use minikv_engine::{Cf, Engine, EngineConfig, Error, SimDisk, SimDiskConfig, WriteBatch};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use support::{Model, Shape, apply, below, read_all};
@@ -28,13 +28,31 @@ const SHAPE: Shape = Shape {
 /// Backend operations within which the armed crash fires (roughly the work of the batches).
 const CRASH_WINDOW_OPS: u64 = 120;
 
-fn config() -> EngineConfig {
-    EngineConfig { cache_size_bytes: 256 << 10 }
+/// Write-ahead logs a seed may format its disk with: one sector (nearly every batch flushes
+/// the memtable first, and bigger batches go straight to redb), two, or room for a round.
+const WAL_BYTES_CHOICES: [u64; 3] = [4 << 10, 8 << 10, 64 << 10];
+/// Memtable limits a seed may pick: tiny (flush on almost every write) or never reached.
+const MEMTABLE_BYTES_CHOICES: [usize; 2] = [2 << 10, 1 << 20];
+
+fn config(rng: &mut ChaCha8Rng) -> EngineConfig {
+    EngineConfig {
+        cache_size_bytes: 256 << 10,
+        wal_bytes: WAL_BYTES_CHOICES[below(rng, 3) as usize],
+        memtable_bytes_max: MEMTABLE_BYTES_CHOICES[below(rng, 2) as usize],
+    }
 }
+
+/// Bytes of the value that one batch in [`BIG_BATCH_ONE_IN`] carries: more than the smaller
+/// logs hold, so that such a batch goes straight to redb.
+const BIG_VALUE_BYTES: usize = 6_000;
+const BIG_BATCH_ONE_IN: u64 = 8;
 
 fn random_batch(rng: &mut ChaCha8Rng, tag: &str) -> WriteBatch {
     let mut batch = WriteBatch::new();
     SHAPE.random_ops(rng, &mut batch, tag);
+    if below(rng, BIG_BATCH_ONE_IN) == 0 {
+        batch.put(Cf::Default, b"big", &vec![b'B'; BIG_VALUE_BYTES]);
+    }
     batch
 }
 
@@ -46,6 +64,8 @@ struct Coverage {
     rounds_that_kept_unsynced_batches: u64,
     torn_sectors_kept: u64,
     torn_sectors_dropped: u64,
+    flushes: u64,
+    direct_writes: u64,
 }
 
 /// One seed: returns a description of the violation, if any.
@@ -56,7 +76,7 @@ fn run_seed(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
         SimDisk::new(seed, SimDiskConfig { crash_keep_ppm: keep_ppm, ..SimDiskConfig::default() });
     let mut recovered: Model = Default::default();
     for round in 0..ROUNDS_PER_SEED {
-        let engine = Engine::open_with(disk.clone(), config())
+        let engine = Engine::open_with(disk.clone(), config(&mut rng))
             .map_err(|e| format!("round {round}: open failed: {e}"))?;
         let state = read_all(&engine).map_err(|e| format!("round {round}: read failed: {e}"))?;
         if state != recovered {
@@ -98,8 +118,11 @@ fn run_seed(seed: u64, coverage: &mut Coverage) -> Result<(), String> {
         if disk.crash_armed() {
             disk.crash();
         }
+        let stats = engine.stats();
+        coverage.flushes += stats.flushes;
+        coverage.direct_writes += stats.direct_writes;
         drop(engine);
-        let engine = Engine::open_with(disk.clone(), config())
+        let engine = Engine::open_with(disk.clone(), config(&mut rng))
             .map_err(|e| format!("round {round}: reopen after crash failed: {e}"))?;
         let state =
             read_all(&engine).map_err(|e| format!("round {round}: read after crash: {e}"))?;
@@ -160,5 +183,6 @@ fn crash_at_any_moment_recovers_a_prefix_with_every_synced_batch() {
             coverage.torn_sectors_kept > 0 && coverage.torn_sectors_dropped > 0,
             "{coverage:?}"
         );
+        assert!(coverage.flushes > 0 && coverage.direct_writes > 0, "{coverage:?}");
     }
 }

@@ -7,8 +7,11 @@ use minikv_engine::{
 
 fn sim_engine(seed: u64) -> (SimDisk, Engine) {
     let disk = SimDisk::new(seed, SimDiskConfig::default());
-    let engine = Engine::open_with(disk.clone(), EngineConfig { cache_size_bytes: 1 << 20 })
-        .expect("open on a fresh disk");
+    let engine = Engine::open_with(
+        disk.clone(),
+        EngineConfig { cache_size_bytes: 1 << 20, ..EngineConfig::default() },
+    )
+    .expect("open on a fresh disk");
     (disk, engine)
 }
 

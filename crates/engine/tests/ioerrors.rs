@@ -47,7 +47,12 @@ thread_local! {
 }
 
 fn config() -> EngineConfig {
-    EngineConfig { cache_size_bytes: CACHE_SIZE_BYTES.with(|c| c.get()) }
+    EngineConfig {
+        cache_size_bytes: CACHE_SIZE_BYTES.with(|c| c.get()),
+        // Small, so that the log wraps and the memtable is flushed many times per seed.
+        wal_bytes: 16 << 10,
+        memtable_bytes_max: 8 << 10,
+    }
 }
 
 /// Appends a run of Raft-log-like entries to `Cf::Raft` and sometimes truncates its head, so

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use minikv_engine::{Engine, SimDisk, SimDiskConfig};
+use minikv_engine::{Engine, EngineConfig, SimDisk, SimDiskConfig};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
 use minikv_proto::raft_cmdpb::{CfName, RaftCmdRequest, RaftRequestHeader, Request, Response};
 use minikv_raftstore::{ReqToken, Store, StoreConfig};
@@ -79,24 +79,39 @@ fn drive(store: &mut Store, keys: &[String]) -> Vec<String> {
     acked
 }
 
+/// Every other run formats its disk with a one-sector write-ahead log and a tiny memtable, so
+/// that crashes also land inside memtable flushes and log wrap-arounds.
+fn engine_config(run: u64) -> EngineConfig {
+    if run.is_multiple_of(2) {
+        EngineConfig::default()
+    } else {
+        EngineConfig { wal_bytes: 4 << 10, memtable_bytes_max: 2 << 10, ..EngineConfig::default() }
+    }
+}
+
 #[test]
 fn a_crash_at_any_engine_operation_keeps_apply_behind_the_log_and_acked_writes() {
-    let keys: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
     let mut crashed_runs = 0;
-    for crash_at in 0..120u64 {
+    let mut flushes = 0;
+    for crash_at in 0..240u64 {
         let disk = SimDisk::new(crash_at, SimDiskConfig::default());
-        let engine = Arc::new(Engine::open(disk.clone()).unwrap());
-        let mut store = Store::open(1, engine, config()).unwrap();
+        let engine = Arc::new(Engine::open_with(disk.clone(), engine_config(crash_at)).unwrap());
+        let mut store = Store::open(1, engine.clone(), config()).unwrap();
         store.bootstrap_first_region(region()).unwrap();
         disk.crash_after_ops(crash_at);
         let acked = drive(&mut store, &keys);
         drop(store);
+        flushes += engine.stats().flushes;
         if disk.crash_armed() {
             continue; // Finished before the crash point.
         }
         crashed_runs += 1;
         disk.crash();
-        let engine = Arc::new(Engine::open(disk.clone()).expect("reopens after a crash"));
+        let engine = Arc::new(
+            Engine::open_with(disk.clone(), engine_config(crash_at))
+                .expect("reopens after a crash"),
+        );
         let mut store = Store::open(1, engine.clone(), config()).expect("store reopens");
         // Applying may have to be redone from the log (an unsynced apply was lost): once the
         // store serves again, every acknowledged write is there.
@@ -107,5 +122,6 @@ fn a_crash_at_any_engine_operation_keeps_apply_behind_the_log_and_acked_writes()
             assert_eq!(got, Some(b"v".to_vec()), "crash at op {crash_at}: acked {key} lost");
         }
     }
-    assert!(crashed_runs > 50, "only {crashed_runs} runs reached their crash point");
+    assert!(crashed_runs > 100, "only {crashed_runs} runs reached their crash point");
+    assert!(flushes > 0, "no run flushed its memtable");
 }

@@ -97,6 +97,9 @@ pub fn logical_len(physical_bytes: u64) -> Option<u64> {
 /// A redb backend that seals every sector of the backend beneath it with a checksum.
 pub struct ChecksummedBackend {
     inner: Box<dyn StorageBackend>,
+    /// Index, on the whole disk, of `inner`'s first sector: checksums are seeded with the
+    /// disk-wide index, so a sector of one partition read as another's fails.
+    first_sector: u64,
     held: Mutex<HeldWrites>,
 }
 
@@ -160,14 +163,22 @@ impl HeldWrites {
 
 impl fmt::Debug for ChecksummedBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChecksummedBackend").field("inner", &self.inner).finish()
+        f.debug_struct("ChecksummedBackend")
+            .field("inner", &self.inner)
+            .field("first_sector", &self.first_sector)
+            .finish()
     }
 }
 
 impl ChecksummedBackend {
     /// Wraps `inner`, whose contents must have been written through this layer (or be empty).
     pub fn new(inner: Box<dyn StorageBackend>) -> Self {
-        Self { inner, held: Mutex::new(HeldWrites::default()) }
+        Self::new_at(inner, 0)
+    }
+
+    /// Wraps `inner`, a partition that starts at sector `first_sector` of its disk.
+    pub fn new_at(inner: Box<dyn StorageBackend>, first_sector: u64) -> Self {
+        Self { inner, first_sector, held: Mutex::new(HeldWrites::default()) }
     }
 
     fn held(&self) -> MutexGuard<'_, HeldWrites> {
@@ -235,7 +246,7 @@ impl ChecksummedBackend {
         }
         for (i, image) in buf.chunks_exact_mut(sector_bytes).enumerate() {
             let (payload, sum) = image.split_at_mut(PAYLOAD_BYTES as usize);
-            sum.copy_from_slice(&seal(first + i as u64, payload).to_le_bytes());
+            sum.copy_from_slice(&seal(self.first_sector + first + i as u64, payload).to_le_bytes());
         }
         self.inner.write(first * SECTOR_BYTES, &buf)
     }
@@ -259,7 +270,7 @@ impl ChecksummedBackend {
     fn read_sectors_into(&self, first: u64, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read(first * SECTOR_BYTES, buf)?;
         for (i, image) in buf.chunks_exact(SECTOR_BYTES as usize).enumerate() {
-            verify(first + i as u64, image)?;
+            verify(self.first_sector + first + i as u64, image)?;
         }
         Ok(())
     }
@@ -318,7 +329,7 @@ impl StorageBackend for ChecksummedBackend {
             let mut image = self.read_sectors(sector, sector)?;
             let within = (len % PAYLOAD_BYTES) as usize;
             image[within..PAYLOAD_BYTES as usize].fill(0);
-            let sum = seal(sector, &image[..PAYLOAD_BYTES as usize]);
+            let sum = seal(self.first_sector + sector, &image[..PAYLOAD_BYTES as usize]);
             image[PAYLOAD_BYTES as usize..].copy_from_slice(&sum.to_le_bytes());
             self.inner.write(sector * SECTOR_BYTES, &image)?;
         }

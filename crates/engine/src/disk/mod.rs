@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod integrity;
+pub mod partition;
 pub mod sim;
 
 use std::fmt;
