@@ -11,6 +11,10 @@ fn main() {
     std::process::exit(2);
 }
 
+/// The allocator `minikv-sim` runs with, so that this measures what sweeps get.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(madsim)]
 fn main() {
     sim::main();

@@ -18,6 +18,21 @@ pub use madsim::net::Endpoint;
 #[cfg(not(madsim))]
 pub use real::Endpoint;
 
+/// Sends `bytes` to `dst` under `tag`, handing the buffer over. In simulation this skips what
+/// madsim's `send_to` adds (a copy of the slice into a new vector, an address lookup); the
+/// message and its delivery are the same.
+pub async fn send_owned(
+    endpoint: &Endpoint,
+    dst: std::net::SocketAddr,
+    tag: u64,
+    bytes: Vec<u8>,
+) -> std::io::Result<()> {
+    #[cfg(madsim)]
+    return endpoint.send_to_raw(dst, tag, Box::new(bytes)).await;
+    #[cfg(not(madsim))]
+    return endpoint.send_owned_to(dst, tag, bytes).await;
+}
+
 #[cfg(not(madsim))]
 mod real {
     use std::collections::{HashMap, VecDeque};
@@ -112,19 +127,32 @@ mod real {
 
         /// Queues `data` for `dst`, connecting first if needed. `Ok` does not mean delivered.
         pub async fn send_to(&self, dst: SocketAddr, tag: u64, data: &[u8]) -> io::Result<()> {
+            self.send_owned_to(dst, tag, data.to_vec()).await
+        }
+
+        /// [`Endpoint::send_to`] of a buffer the caller hands over.
+        pub async fn send_owned_to(
+            &self,
+            dst: SocketAddr,
+            tag: u64,
+            data: Vec<u8>,
+        ) -> io::Result<()> {
             let existing = lock(&self.inner.senders).get(&dst).map(|(_, tx)| tx.clone());
-            if let Some(tx) = existing
-                && tx.send((tag, data.to_vec())).is_ok()
-            {
-                return Ok(());
-            }
+            let data = match existing {
+                Some(tx) => match tx.send((tag, data)) {
+                    Ok(()) => return Ok(()),
+                    // The connection is gone: take the message back and connect again.
+                    Err(mpsc::error::SendError((_, data))) => data,
+                },
+                None => data,
+            };
             let mut stream = TcpStream::connect(dst).await?;
             stream.set_nodelay(true)?;
             let me = self.inner.addr.to_string();
             stream.write_u32(me.len() as u32).await?;
             stream.write_all(me.as_bytes()).await?;
             let (tx, rx) = mpsc::unbounded_channel();
-            tx.send((tag, data.to_vec())).expect("receiver held below");
+            tx.send((tag, data)).expect("receiver held below");
             let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
             // A connection this replaces (a concurrent connect) ends when its queue closes.
             lock(&self.inner.senders).insert(dst, (id, tx));

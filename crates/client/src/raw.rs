@@ -476,7 +476,7 @@ impl RawClient {
         self.next_request_id += 1;
         let envelope = KvRequestEnvelope { request_id, context, request };
         let bytes = encode(&envelope).expect("requests always encode");
-        if let Err(e) = self.endpoint.send_to(addr, TAG_KV_REQUEST, &bytes).await {
+        if let Err(e) = crate::net::send_owned(&self.endpoint, addr, TAG_KV_REQUEST, bytes).await {
             return Attempt::NotSent(format!("send to store {store}: {e}"));
         }
         self.stats.rpcs_sent += 1;

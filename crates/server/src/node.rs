@@ -344,7 +344,7 @@ impl Node {
 fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
     drop(madsim::task::spawn(async move {
         // A failed send is a lost message; Raft and the client's deadline deal with it.
-        let _ = endpoint.send_to(to, tag, &bytes).await;
+        let _ = minikv_client::net::send_owned(&endpoint, to, tag, bytes).await;
     }));
 }
 
