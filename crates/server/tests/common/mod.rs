@@ -485,7 +485,8 @@ async fn nemesis(
             };
             let (Some(region), Some(leader)) = (region, leader) else { continue };
             let voters = region.peers.len() as u64;
-            let remove = voters == STORES || (voters > 3 && rng.next_u64() % 2 == 0);
+            // Never below three voters, judged on the view the change is pinned to.
+            let remove = voters > 3 && (voters == STORES || rng.next_u64() % 2 == 0);
             let change = if remove {
                 let candidates: Vec<Peer> =
                     region.peers.iter().filter(|p| p.store_id != leader).cloned().collect();
@@ -504,7 +505,8 @@ async fn nemesis(
             };
             // Errors are expected under faults; the next round tries again.
             counts.conf_changes_tried += 1;
-            if admin.change_peer(b"", change.0, change.1).await.is_ok() {
+            // Pinned to the epoch it was decided on: a stale decision fails, it is not replayed.
+            if admin.change_peer_in(&region, change.0, change.1).await.is_ok() {
                 counts.conf_changes += 1;
             }
         }
