@@ -113,18 +113,25 @@ fn conf_change_script(
     })
 }
 
-#[madsim::test]
-async fn a_conf_change_refused_for_its_epoch_before_proposing_goes_back_to_the_caller() {
+/// A removal chosen on conf_ver 3 that the store refuses with `answer` (an `EpochNotMatch`
+/// naming conf_ver 4): what the client returned, what it cached, and what the store saw.
+async fn refused_removal(
+    answer: KvResponse,
+) -> ((Result<Region, Error>, Option<Region>), Vec<KvRequestEnvelope>) {
     let chosen_on = region(3, &[1, 2, 3, 4]);
-    let current = region(4, &[1, 2, 3]);
-    let answer = KvResponse::RegionError(epoch_not_match(current.clone()));
     let script = conf_change_script(chosen_on.clone(), move |_| answer.clone());
-    let on = chosen_on.clone();
-    let ((result, cached), seen) = with_store(script, move |mut client| async move {
-        let result = client.change_peer_in(&on, ConfChangeType::RemoveNode, peer(4)).await;
+    with_store(script, move |mut client| async move {
+        let result = client.change_peer_in(&chosen_on, ConfChangeType::RemoveNode, peer(4)).await;
         (result, client.region_cache().locate(b"k").cloned())
     })
-    .await;
+    .await
+}
+
+#[madsim::test]
+async fn a_conf_change_refused_for_its_epoch_before_proposing_goes_back_to_the_caller() {
+    let current = region(4, &[1, 2, 3]);
+    let answer = KvResponse::RegionError(epoch_not_match(current.clone()));
+    let ((result, cached), seen) = refused_removal(answer).await;
     assert_eq!(result, Err(Error::Region(epoch_not_match(current.clone()))));
     assert_eq!(epochs_of(&seen, true), vec![3], "sent once, never on the newer epoch");
     assert_eq!(cached, Some(current), "the client learned the current region");
@@ -132,15 +139,9 @@ async fn a_conf_change_refused_for_its_epoch_before_proposing_goes_back_to_the_c
 
 #[madsim::test]
 async fn a_conf_change_refused_for_its_epoch_at_apply_goes_back_to_the_caller() {
-    let chosen_on = region(3, &[1, 2, 3, 4]);
     let current = region(4, &[1, 2, 3]);
     let answer = KvResponse::ProposalFailed(epoch_not_match(current.clone()));
-    let script = conf_change_script(chosen_on.clone(), move |_| answer.clone());
-    let on = chosen_on.clone();
-    let (result, seen) = with_store(script, move |mut client| async move {
-        client.change_peer_in(&on, ConfChangeType::RemoveNode, peer(3)).await
-    })
-    .await;
+    let ((result, _), seen) = refused_removal(answer).await;
     assert_eq!(result, Err(Error::Region(epoch_not_match(current))));
     assert_eq!(epochs_of(&seen, true), vec![3]);
 }

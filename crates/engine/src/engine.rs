@@ -520,24 +520,15 @@ impl Engine {
         self.state.read().expect("engine state lock poisoned")
     }
 
-    /// Runs `f` on the open engine; on a disk fault reopens before returning the error.
+    /// Runs `f` on the open engine; on a disk fault reopens before returning the error. Reads
+    /// take the same exclusive lock as writes: one store loop drives an engine, and a read
+    /// may not overlap a flush.
     fn with_live<T>(&self, op: &'static str, f: impl FnOnce(&Live) -> Result<T>) -> Result<T> {
-        self.ensure_open(op)?;
-        let (error, generation) = {
-            let state = self.read_state();
-            match &*state {
-                State::Open { live, generation } => match f(live) {
-                    Ok(value) => return Ok(value),
-                    Err(e) => (e, *generation),
-                },
-                State::Failed { error, .. } => return Err(error.clone()),
-                State::Detached => return Err(Error::Detached { op }),
-            }
-        };
-        self.after_error(error, generation)
+        self.with_live_mut(op, |live| f(live))
     }
 
-    /// [`Engine::with_live`] for calls that change the engine.
+    /// Runs `f` on the open engine, which it may change; on a disk fault reopens before
+    /// returning the error.
     fn with_live_mut<T>(
         &self,
         op: &'static str,
