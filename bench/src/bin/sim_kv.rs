@@ -41,7 +41,7 @@ mod sim {
         config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
         let runtime = madsim::runtime::Runtime::with_seed_and_config(SEED, config);
         let wall = std::time::Instant::now();
-        let (ops, (writes, synced)) = runtime.block_on(run());
+        let Totals { ops, writes, synced, messages } = runtime.block_on(run());
         let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
         let ops_per_sim_s = ops as f64 / SIMULATED_SECS as f64;
         let ratio = SIMULATED_SECS as f64 * 1e3 / wall_ms;
@@ -52,13 +52,81 @@ mod sim {
             "engine writes (all stores): {writes} ({:.1} per ok op), {synced} of them synced",
             writes as f64 / ops.max(1) as f64
         );
+        // What bounds the ratio: every message costs madsim a task, a delivery timer and
+        // receive-side work, whatever the store does with it.
+        println!(
+            "messages (raft batches and client requests and replies): {messages} ({:.1} per ok \
+             op, {:.2} us wall each, store work included)",
+            messages as f64 / ops.max(1) as f64,
+            wall_ms * 1e3 / messages.max(1) as f64
+        );
+        let floor_us = madsim_floor_us_per_message();
+        println!(
+            "madsim alone (a message ring of 5 nodes, no store): {floor_us:.2} us wall per \
+             message, so {messages} messages cap this run at {:.0}x",
+            SIMULATED_SECS as f64 * 1e6 / (floor_us * messages as f64)
+        );
         println!(
             "sim-kv: {ops_per_sim_s:.0} ops/simulated-s, {ratio:.1}x simulated/wall, {wall_ms:.0} wall"
         );
     }
 
-    /// Ok operations, and engine writes (all, synced) summed over every store.
-    async fn run() -> (u64, (u64, u64)) {
+    /// Messages the floor measurement keeps in flight, about what sim-kv has.
+    const FLOOR_MESSAGES_IN_FLIGHT: usize = 40;
+    /// Payload bytes of each floor message, about a raft batch's.
+    const FLOOR_PAYLOAD_BYTES: usize = 200;
+
+    /// Wall microseconds madsim needs per message when nothing else happens: five nodes pass
+    /// messages around a ring (each hop a task, as the store's sends are), over the same links,
+    /// for the same simulated time.
+    fn madsim_floor_us_per_message() -> f64 {
+        let mut config = madsim::Config::default();
+        config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(SEED, config);
+        let wall = std::time::Instant::now();
+        let messages = runtime.block_on(async {
+            let handle = madsim::runtime::Handle::current();
+            let addrs: Vec<std::net::SocketAddr> =
+                (1..=STORES).map(|i| format!("10.9.0.{i}:1").parse().expect("addr")).collect();
+            let count = Arc::new(AtomicU64::new(0));
+            for (i, &addr) in addrs.iter().enumerate() {
+                let (addrs, count) = (addrs.clone(), count.clone());
+                let next = addrs[(i + 1) % addrs.len()];
+                let node = handle.create_node().ip(addr.ip()).build();
+                node.spawn(async move {
+                    let ep = madsim::net::Endpoint::bind(addr).await.expect("bind");
+                    if i == 0 {
+                        for _ in 0..FLOOR_MESSAGES_IN_FLIGHT {
+                            let payload = Box::new(vec![0u8; FLOOR_PAYLOAD_BYTES]);
+                            let ep = ep.clone();
+                            madsim::task::spawn(
+                                async move { ep.send_to_raw(next, 1, payload).await },
+                            );
+                        }
+                    }
+                    while let Ok((payload, _)) = ep.recv_from_raw(1).await {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        let ep = ep.clone();
+                        madsim::task::spawn(async move { ep.send_to_raw(next, 1, payload).await });
+                    }
+                });
+            }
+            madsim::time::sleep(Duration::from_secs(SIMULATED_SECS)).await;
+            count.load(Ordering::Relaxed)
+        });
+        wall.elapsed().as_secs_f64() * 1e6 / messages.max(1) as f64
+    }
+
+    /// What a run did, summed over every store.
+    struct Totals {
+        ops: u64,
+        writes: u64,
+        synced: u64,
+        messages: u64,
+    }
+
+    /// Ok operations, engine writes (all, synced) and messages sent, summed over every store.
+    async fn run() -> Totals {
         let mut config = SimClusterConfig::new(STORES, SEED);
         // No clock faults here, so leader leases are safe: gets skip the ReadIndex round.
         config.store.lease_read = std::env::var_os("SIM_KV_NO_LEASE").is_none();
@@ -97,12 +165,17 @@ mod sim {
         for t in tasks {
             t.await.expect("client task");
         }
-        let writes = cluster
-            .store_ids()
-            .into_iter()
-            .filter_map(|id| cluster.probe(id).engine)
-            .map(|engine| engine.stats())
-            .fold((0, 0), |(w, s), st| (w + st.writes, s + st.synced_writes));
-        (ok.load(Ordering::Relaxed), writes)
+        let mut totals =
+            Totals { ops: ok.load(Ordering::Relaxed), writes: 0, synced: 0, messages: 0 };
+        for id in cluster.store_ids() {
+            let probe = cluster.probe(id);
+            totals.messages += probe.raft_batches_sent + 2 * probe.requests_answered;
+            if let Some(engine) = probe.engine {
+                let stats = engine.stats();
+                totals.writes += stats.writes;
+                totals.synced += stats.synced_writes;
+            }
+        }
+        totals
     }
 }
