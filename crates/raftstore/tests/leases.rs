@@ -113,3 +113,79 @@ fn a_restarted_voter_does_not_help_elect_a_rival_inside_the_lease_it_confirmed()
     assert_eq!(get_value(&served[0].1), Some(b"v1".to_vec()));
     assert!(!rival_wrote, "a rival leader wrote v2 while the old leader's lease served v1");
 }
+
+/// Seeds of the slow-leader tests.
+const LEASE_SEEDS: std::ops::Range<u64> = 60..90;
+
+/// Reads a partitioned old leader served, as (issued after the new leader wrote, all):
+/// the story of the test above, but the old leader ticks once for every `slowdown` ticks of
+/// the others (its clock runs slow), with a lease `margin_ticks` short of the election timeout.
+fn reads_of_a_slow_partitioned_leader(margin_ticks: u64, slowdown: u64, seed: u64) -> (u64, u64) {
+    let config = StoreConfig { lease_margin_ticks: margin_ticks, ..lease_config() };
+    let mut c = Cluster::new(3, 3, seed, config);
+    let old = c.wait_leader(100);
+    c.put(b"k", b"v1");
+    c.call(old, vec![get_req(b"k")], None).unwrap();
+    c.partition(&[old], &(1..=3).filter(|id| *id != old).collect::<Vec<_>>());
+    let (mut new, mut written_at, mut reads) = (None, None, Vec::new());
+    for step in 0..400u64 {
+        let cmd =
+            RaftCmdRequest { header: c.header(old), requests: vec![get_req(b"k")], admin: None };
+        if let Ok(token) = c.propose(old, cmd) {
+            reads.push((c.now, token));
+        }
+        let stalled = if step % slowdown == 0 { vec![] } else { vec![old] };
+        c.tick_all_but(&stalled);
+        if new.is_none() {
+            new = c.leader().filter(|l| *l != old);
+        }
+        if let (Some(n), None) = (new, written_at) {
+            match c.call(n, vec![put_req(b"k", b"v2")], None) {
+                Ok(_) => written_at = Some(c.now),
+                Err(RegionError::NotLeader { .. }) => new = None,
+                Err(e) => panic!("write on the new leader: {e}"),
+            }
+        }
+        if written_at.is_some_and(|w| c.now > w + 100) {
+            break;
+        }
+    }
+    let written_at = written_at.expect("the majority elected a leader and wrote");
+    let (mut stale, mut served) = (0, 0);
+    for (issued, token) in reads {
+        let Some((_, resp)) = c.responses.remove(&token) else { continue };
+        if resp.header.error.is_some() {
+            continue;
+        }
+        served += 1;
+        if issued > written_at {
+            assert_eq!(get_value(&resp), Some(b"v1".to_vec()), "only v1 is on the old leader");
+            stale += 1;
+        }
+    }
+    (stale, served)
+}
+
+/// Why the margin exists (and proof that the next test can fail): a leader whose ticks run at
+/// a third of the others' rate keeps its lease, in real time, past the moment the others may
+/// elect a rival, and serves reads that miss the rival's write.
+#[test]
+fn without_its_margin_a_slow_leader_serves_stale_lease_reads() {
+    let stale: u64 = LEASE_SEEDS.map(|seed| reads_of_a_slow_partitioned_leader(0, 3, seed).0).sum();
+    assert!(stale > 0, "a lease with no margin never outlived the rival's election");
+}
+
+/// A lease shorter than the election timeout by more than the drift can stretch it: the same
+/// slow leader serves lease reads, and none after the rival wrote.
+#[test]
+fn a_margin_wider_than_the_drift_keeps_a_slow_leader_from_stale_lease_reads() {
+    let mut served_total = 0;
+    for seed in LEASE_SEEDS {
+        // Third-rate ticks triple the lease in real time: 10 - 7 = 3 ticks last 9 of the
+        // others', less than the 10 ticks a voter refuses rivals for after hearing the leader.
+        let (stale, served) = reads_of_a_slow_partitioned_leader(7, 3, seed);
+        assert_eq!(stale, 0, "seed {seed}: a stale lease read");
+        served_total += served;
+    }
+    assert!(served_total > 0, "the lease served nothing: the test would prove nothing");
+}

@@ -181,8 +181,15 @@ impl Cluster {
     }
 
     pub fn tick(&mut self) {
-        for node in self.nodes.values_mut() {
-            if let Some(store) = node.store.as_mut() {
+        self.tick_all_but(&[]);
+    }
+
+    /// One tick of every store but `stalled` (whose clocks run slow), then a pump.
+    pub fn tick_all_but(&mut self, stalled: &[StoreId]) {
+        for (id, node) in &mut self.nodes {
+            if let Some(store) = node.store.as_mut()
+                && !stalled.contains(id)
+            {
                 store.tick();
             }
         }
