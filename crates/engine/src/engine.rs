@@ -267,15 +267,6 @@ fn get_in(
     Ok(table.get(key)?.map(|v| v.value().to_vec()))
 }
 
-fn scan_in(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    start: &[u8],
-    end: Option<&[u8]>,
-    limit: usize,
-) -> Result<Vec<KvPair>, redb::Error> {
-    scan_merged(table, &Memtable::default(), Cf::Default, start, end, limit)
-}
-
 /// Up to `limit` pairs of `table` with `start <= key < end`, with `mem`'s entries of `cf`
 /// laid over them.
 fn scan_merged(
@@ -310,11 +301,15 @@ impl Live {
             }
             let txn = txn.as_ref().expect("opened just above");
             let keys = (|| -> Result<Vec<Vec<u8>>, redb::Error> {
+                if end.as_deref().is_some_and(|end| end <= start.as_slice()) {
+                    return Ok(Vec::new());
+                }
                 let t = txn.open_table(table(*cf))?;
-                Ok(scan_in(&t, start, end.as_deref(), usize::MAX)?
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .collect())
+                let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                // Keys only: the values are about to be deleted.
+                t.range::<&[u8]>((Bound::Included(start.as_slice()), upper))?
+                    .map(|entry| Ok(entry?.0.value().to_vec()))
+                    .collect()
             })()
             .map_err(|e| Error::from_redb("write", e))?;
             out.push(keys);

@@ -42,51 +42,16 @@ fn reads_inside_a_confirmed_lease_need_no_message_round() {
 
 #[test]
 fn a_partitioned_leader_never_serves_a_lease_read_once_another_leader_wrote() {
-    let mut c = Cluster::new(3, 3, 42, lease_config());
-    let old = c.wait_leader(100);
-    c.put(b"k", b"v1");
-    c.call(old, vec![get_req(b"k")], None).unwrap();
-    c.partition(&[old], &(1..=3).filter(|id| *id != old).collect::<Vec<_>>());
-    let mut new = None;
-    let mut reads = Vec::new();
-    let mut written_at = None;
-    for _ in 0..400 {
-        // A read on the old leader every tick, while the majority elects and writes.
-        let cmd =
-            RaftCmdRequest { header: c.header(old), requests: vec![get_req(b"k")], admin: None };
-        if let Ok(token) = c.propose(old, cmd) {
-            reads.push((c.now, token));
-        }
-        c.tick();
-        if new.is_none() {
-            new = c.leader().filter(|l| *l != old);
-        }
-        if let (Some(n), None) = (new, written_at) {
-            match c.call(n, vec![put_req(b"k", b"v2")], None) {
-                Ok(_) => written_at = Some(c.now),
-                Err(RegionError::NotLeader { .. }) => new = None,
-                Err(e) => panic!("write on the new leader: {e}"),
-            }
-        }
-        if written_at.is_some_and(|w| c.now > w + 50) {
-            break;
-        }
-    }
-    let written_at = written_at.expect("the majority elected a leader and wrote");
-    let mut served = 0;
-    for (issued, token) in reads {
-        let Some((_, resp)) = c.responses.remove(&token) else { continue };
-        if resp.header.error.is_some() {
-            continue;
-        }
-        served += 1;
-        assert_eq!(get_value(&resp), Some(b"v1".to_vec()));
+    let story = partitioned_leader_story(lease_config(), 1, 42);
+    for &(issued, ref value) in &story.served {
+        assert_eq!(value, &Some(b"v1".to_vec()));
         assert!(
-            issued < written_at,
-            "read issued at tick {issued} served after v2 was written at {written_at}"
+            issued < story.written_at,
+            "read issued at tick {issued} served after v2 was written at {}",
+            story.written_at
         );
     }
-    assert!(served > 0, "the lease served no read at all after the partition");
+    assert!(!story.served.is_empty(), "the lease served no read at all after the partition");
 }
 
 #[test]
@@ -117,11 +82,18 @@ fn a_restarted_voter_does_not_help_elect_a_rival_inside_the_lease_it_confirmed()
 /// Seeds of the slow-leader tests.
 const LEASE_SEEDS: std::ops::Range<u64> = 60..90;
 
-/// Reads a partitioned old leader served, as (issued after the new leader wrote, all):
-/// the story of the test above, but the old leader ticks once for every `slowdown` ticks of
-/// the others (its clock runs slow), with a lease `margin_ticks` short of the election timeout.
-fn reads_of_a_slow_partitioned_leader(margin_ticks: u64, slowdown: u64, seed: u64) -> (u64, u64) {
-    let config = StoreConfig { lease_margin_ticks: margin_ticks, ..lease_config() };
+/// What a partitioned old leader answered while the majority elected a rival and wrote `v2`.
+struct Story {
+    /// The tick the rival's write was acknowledged.
+    written_at: u64,
+    /// Reads the old leader served: the tick each was issued, and the value it returned.
+    served: Vec<(u64, Option<Vec<u8>>)>,
+}
+
+/// Partitions the leader from the other two of three stores and issues a read on it every
+/// tick, while the majority elects a rival and writes `v2` over `v1`. The old leader ticks
+/// once for every `slowdown` ticks of the others (its clock runs slow).
+fn partitioned_leader_story(config: StoreConfig, slowdown: u64, seed: u64) -> Story {
     let mut c = Cluster::new(3, 3, seed, config);
     let old = c.wait_leader(100);
     c.put(b"k", b"v1");
@@ -151,19 +123,29 @@ fn reads_of_a_slow_partitioned_leader(margin_ticks: u64, slowdown: u64, seed: u6
         }
     }
     let written_at = written_at.expect("the majority elected a leader and wrote");
-    let (mut stale, mut served) = (0, 0);
-    for (issued, token) in reads {
-        let Some((_, resp)) = c.responses.remove(&token) else { continue };
-        if resp.header.error.is_some() {
-            continue;
-        }
-        served += 1;
-        if issued > written_at {
-            assert_eq!(get_value(&resp), Some(b"v1".to_vec()), "only v1 is on the old leader");
+    let served = reads
+        .into_iter()
+        .filter_map(|(issued, token)| {
+            let (_, resp) = c.responses.remove(&token)?;
+            resp.header.error.is_none().then(|| (issued, get_value(&resp)))
+        })
+        .collect();
+    Story { written_at, served }
+}
+
+/// Reads a slow partitioned old leader served, as (issued after the rival wrote, all), with a
+/// lease `margin_ticks` short of the election timeout.
+fn reads_of_a_slow_partitioned_leader(margin_ticks: u64, slowdown: u64, seed: u64) -> (u64, u64) {
+    let config = StoreConfig { lease_margin_ticks: margin_ticks, ..lease_config() };
+    let story = partitioned_leader_story(config, slowdown, seed);
+    let mut stale = 0;
+    for (issued, value) in &story.served {
+        assert_eq!(value, &Some(b"v1".to_vec()), "only v1 is on the old leader");
+        if *issued > story.written_at {
             stale += 1;
         }
     }
-    (stale, served)
+    (stale, story.served.len() as u64)
 }
 
 /// Why the margin exists (and proof that the next test can fail): a leader whose ticks run at
