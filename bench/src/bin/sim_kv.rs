@@ -111,7 +111,11 @@ mod sim {
                     }
                 });
             }
-            madsim::time::sleep(Duration::from_secs(SIMULATED_SECS)).await;
+            // Reaped as sim-kv's own run is (see `SimCluster::reap_finished_tasks`).
+            for _ in 0..SIMULATED_SECS * 10 {
+                madsim::time::sleep(Duration::from_millis(100)).await;
+                handle.metrics().num_tasks();
+            }
             count.load(Ordering::Relaxed)
         });
         wall.elapsed().as_secs_f64() * 1e6 / messages.max(1) as f64
@@ -161,6 +165,10 @@ mod sim {
                     }
                 }
             }));
+        }
+        while !tasks.iter().all(|t| t.is_finished()) {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            cluster.reap_finished_tasks();
         }
         for t in tasks {
             t.await.expect("client task");

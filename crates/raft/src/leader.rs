@@ -154,6 +154,11 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Whether a commit advance is told to every follower at once.
+    fn should_bcast_commit(&self) -> bool {
+        !self.skip_bcast_commit || self.pending_conf_index > self.raft_log.applied
+    }
+
     pub(crate) fn bcast_append(&mut self) {
         // Runs once per proposal: reuse one id buffer instead of allocating a new one.
         let mut ids = std::mem::take(&mut self.peer_ids_scratch);
@@ -290,9 +295,9 @@ impl<S: Storage> Raft<S> {
             ProgressState::Replicate => pr.inflights.free_to(m.index),
         }
         if self.maybe_commit() {
-            if self.skip_bcast_commit {
-                self.send_append(m.from);
-            } else {
+            // With skip_bcast_commit the new commit index rides on the next Append or
+            // heartbeat, unless a membership change waits for it (as in raft-rs).
+            if self.should_bcast_commit() {
                 self.bcast_append();
             }
         } else if was_paused {
@@ -312,10 +317,21 @@ impl<S: Storage> Raft<S> {
         let pr = self.prs.progress.get_mut(&m.from).expect("checked by step_leader");
         pr.recent_active = true;
         pr.probe_sent = false;
-        if pr.state == ProgressState::Replicate && pr.inflights.full() {
-            pr.inflights.free_first_one();
-        }
-        if pr.matched < last_index {
+        // In Replicate, an Append here only resends what may have been lost: when the window
+        // is full, or when `matched` did not move since the last heartbeat response. Entries
+        // still travelling are otherwise acknowledged soon; resending at every heartbeat would
+        // double the Appends under steady load.
+        let stalled = pr.matched == pr.matched_at_heartbeat;
+        pr.matched_at_heartbeat = pr.matched;
+        let resend = match pr.state {
+            ProgressState::Replicate if pr.inflights.full() => {
+                pr.inflights.free_first_one();
+                true
+            }
+            ProgressState::Replicate => stalled || pr.next_idx <= last_index,
+            ProgressState::Probe | ProgressState::Snapshot => true,
+        };
+        if pr.matched < last_index && resend {
             self.send_append(m.from);
         }
         if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {

@@ -80,6 +80,9 @@ pub struct Progress {
     pub recent_active: bool,
     pub inflights: Inflights,
     pub is_learner: bool,
+    /// `matched` when the previous heartbeat response came: in Replicate, an unchanged value
+    /// one heartbeat later means the in-flight Appends may be lost.
+    pub matched_at_heartbeat: u64,
 }
 
 impl Progress {
@@ -93,6 +96,7 @@ impl Progress {
             recent_active: false,
             inflights: Inflights::new(max_inflight_msgs),
             is_learner: false,
+            matched_at_heartbeat: 0,
         }
     }
 

@@ -195,14 +195,18 @@ impl Peer {
     /// The caller writes `batch` and must release `out` only once the write succeeded. The
     /// caller also guarantees that `batch` holds no other writes to this region's data and no
     /// snapshot for it (reads here would not see them).
+    ///
+    /// Returns the tick this leader made the last of its own current-term proposals among
+    /// `entries` at, the evidence that renews its lease; `None` when there is none, or when a
+    /// conf change applied here (its quorum is not the one that committed the rest).
     pub(crate) fn apply_committed(
         &mut self,
         entries: &[Entry],
         engine: &Engine,
         batch: &mut WriteBatch,
         out: &mut Responses,
-    ) -> Result<()> {
-        let Some(last) = entries.last() else { return Ok(()) };
+    ) -> Result<Option<u64>> {
+        let Some(last) = entries.last() else { return Ok(None) };
         let mut ctx = ApplyCtx {
             batch: std::mem::take(batch),
             overlay: Overlay::default(),
@@ -236,10 +240,16 @@ impl Peer {
         }
         *batch = ctx.batch;
         storage.check_invariants();
+        let current_term = self.term();
+        let mut proposed_tick = None;
         for (term, index, resp) in results {
-            self.resolve_proposals(Committed::Entry { term, index }, resp, out);
+            let tick = self.resolve_proposals(Committed::Entry { term, index }, resp, out);
+            if term == current_term {
+                proposed_tick = proposed_tick.max(tick);
+            }
         }
-        Ok(())
+        let conf_changed = entries.iter().any(|e| e.entry_type == EntryType::ConfChange);
+        Ok(proposed_tick.filter(|_| !conf_changed))
     }
 
     fn apply_normal(

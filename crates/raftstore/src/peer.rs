@@ -81,7 +81,7 @@ fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
         pre_vote: true,
         check_quorum: true,
         read_only_option: ReadOnlyOption::Safe,
-        skip_bcast_commit: false,
+        skip_bcast_commit: true,
         rng_seed: cfg.rng_seed,
         max_committed_size_per_ready_bytes: u64::MAX,
     }
@@ -259,7 +259,12 @@ impl Peer {
         }
         let index = self.raw.raft.raft_log.last_index();
         assert_eq!(index, before + 1, "a leader's proposal is appended at once");
-        self.proposals.push_back(Proposal { term: self.term(), index, token });
+        self.proposals.push_back(Proposal {
+            term: self.term(),
+            index,
+            token,
+            proposed_tick: self.ticks,
+        });
         Ok(())
     }
 
@@ -388,7 +393,12 @@ impl Peer {
                 }
                 let index = self.raw.raft.raft_log.last_index();
                 assert_eq!(index, before + 1, "a leader's proposal is appended at once");
-                self.proposals.push_back(Proposal { term: self.term(), index, token: Some(token) });
+                self.proposals.push_back(Proposal {
+                    term: self.term(),
+                    index,
+                    token: Some(token),
+                    proposed_tick: self.ticks,
+                });
                 Ok(())
             }
         }
@@ -397,16 +407,18 @@ impl Peer {
     /// Answers every proposal whose fate `committed` decides (see `proposal.rs`): the applied
     /// one with `resp`, dropped ones with `ProposalDropped` (definitely not applied), and
     /// unknowable ones with `StaleCommand` (maybe applied).
+    /// Returns the tick the applied proposal was made at, if this peer proposed it.
     pub fn resolve_proposals(
         &mut self,
         committed: Committed,
         resp: Option<RaftCmdResponse>,
         out: &mut Responses,
-    ) {
+    ) -> Option<u64> {
         let term = match committed {
             Committed::Entry { term, .. } | Committed::Snapshot { term, .. } => term,
         };
         let mut resp = resp;
+        let mut proposed_tick = None;
         let mut kept = VecDeque::with_capacity(self.proposals.len());
         for p in std::mem::take(&mut self.proposals) {
             let answer = match p.fate(committed) {
@@ -414,9 +426,11 @@ impl Peer {
                     kept.push_back(p);
                     continue;
                 }
-                Fate::Applied => resp
-                    .take()
-                    .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term)),
+                Fate::Applied => {
+                    proposed_tick = Some(p.proposed_tick);
+                    resp.take()
+                        .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term))
+                }
                 Fate::Dropped => region_error_response(RegionError::ProposalDropped, term),
                 Fate::Unknown => region_error_response(RegionError::StaleCommand, term),
             };
@@ -425,12 +439,14 @@ impl Peer {
             }
         }
         self.proposals = kept;
+        proposed_tick
     }
 
     /// A snapshot replaced the log: proposals it decides are answered, reads fail (they are
     /// retried), later proposals keep waiting for their slot.
     pub fn on_snapshot_installed(&mut self, term: u64, index: u64, out: &mut Responses) {
-        self.resolve_proposals(Committed::Snapshot { term, index }, None, out);
+        // A snapshot's proposals were applied elsewhere: no evidence for the lease.
+        let _ = self.resolve_proposals(Committed::Snapshot { term, index }, None, out);
         let current = self.term();
         for r in std::mem::take(&mut self.reads) {
             out.push((r.token, region_error_response(RegionError::StaleCommand, current)));
@@ -478,6 +494,15 @@ impl Peer {
                     self.lease.confirm(cfg, term, r.issued_tick);
                 }
             }
+        }
+    }
+
+    /// This leader's own proposal, made at `proposed_tick` in the current term, was committed:
+    /// a quorum accepted the Append carrying it, sent after that tick. Like a confirmed
+    /// ReadIndex, that renews the lease (TiKV renews its lease the same way).
+    pub(crate) fn renew_lease_by_commit(&mut self, cfg: &StoreConfig, proposed_tick: u64) {
+        if self.is_leader() {
+            self.lease.confirm(cfg, self.term(), proposed_tick);
         }
     }
 

@@ -16,6 +16,9 @@ pub(crate) struct Proposal {
     pub term: u64,
     pub index: u64,
     pub token: Option<ReqToken>,
+    /// The leader's tick when it proposed: its commit in `term` proves a quorum heard from the
+    /// leader after this tick, which renews the lease (see `lease.rs`).
+    pub proposed_tick: u64,
 }
 
 /// What the peer just learned about its committed log.
@@ -73,7 +76,7 @@ mod tests {
     use super::*;
 
     fn p(term: u64, index: u64) -> Proposal {
-        Proposal { term, index, token: Some(ReqToken(1)) }
+        Proposal { term, index, token: Some(ReqToken(1)), proposed_tick: 0 }
     }
 
     #[test]

@@ -278,12 +278,15 @@ impl Store {
         for (id, rd, _) in &readies {
             if rd.snapshot().is_none() {
                 let peer = self.peers.get_mut(id).expect("listed above");
-                peer.apply_committed(
+                let renewal = peer.apply_committed(
                     rd.committed_entries(),
                     &self.engine,
                     &mut batch,
                     &mut answers,
                 )?;
+                if let Some(proposed_tick) = renewal {
+                    peer.renew_lease_by_commit(&self.config, proposed_tick);
+                }
             }
         }
         if !batch.is_empty() {
@@ -582,7 +585,8 @@ fn apply_after_snapshot(
 ) -> Result<()> {
     let mut batch = WriteBatch::new();
     let mut answers = Vec::new();
-    peer.apply_committed(entries, engine, &mut batch, &mut answers)?;
+    // Right after a snapshot this peer proposed nothing that could renew a lease.
+    let _ = peer.apply_committed(entries, engine, &mut batch, &mut answers)?;
     if !batch.is_empty() {
         // Not synced: the entries are in the synced log and are applied again after a crash
         // that loses this write.

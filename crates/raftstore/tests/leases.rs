@@ -18,26 +18,53 @@ fn get_value(r: &minikv_proto::raft_cmdpb::RaftCmdResponse) -> Option<Vec<u8>> {
     }
 }
 
+/// Proposes a get of `key` on `leader` and returns its value if `propose` answered it from
+/// the lease (at once: no tick, no message, no Ready), `None` if it went to ReadIndex.
+fn lease_read(c: &mut Cluster, leader: u64, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    let before = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
+    let cmd =
+        RaftCmdRequest { header: c.header(leader), requests: vec![get_req(key)], admin: None };
+    let token = c.propose(leader, cmd).unwrap();
+    let answered = c.store_mut(leader).take_responses();
+    let after = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
+    if after == before {
+        assert!(answered.is_empty(), "a ReadIndex read is not answered by propose");
+        c.wait_response(token, 100).expect("the ReadIndex read is answered");
+        return None;
+    }
+    assert_eq!(after, before + 1);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].0, token);
+    assert!(c.store_mut(leader).take_outbound().is_empty(), "a lease read sends nothing");
+    Some(get_value(&answered[0].1))
+}
+
 #[test]
 fn reads_inside_a_confirmed_lease_need_no_message_round() {
     let mut c = Cluster::new(3, 3, 41, lease_config());
     let leader = c.wait_leader(100);
+    // Nothing confirmed a lease yet (the leader's no-op is not a proposal of its own): the
+    // first read goes through a ReadIndex round, which confirms one.
+    assert_eq!(lease_read(&mut c, leader, b"k"), None);
+    // The next one is answered from the lease.
+    assert_eq!(lease_read(&mut c, leader, b"k"), Some(None));
+}
+
+#[test]
+fn a_committed_write_renews_the_lease_as_a_read_round_does() {
+    let mut c = Cluster::new(3, 3, 44, lease_config());
+    let leader = c.wait_leader(100);
     c.put(b"k", b"v1");
-    // The first read confirms the lease through a ReadIndex round.
-    let r = c.call(leader, vec![get_req(b"k")], None).unwrap();
-    assert_eq!(get_value(&r), Some(b"v1".to_vec()));
-    let before = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
-    // The next one is answered by `propose` itself: no tick, no message, no Ready.
-    let cmd =
-        RaftCmdRequest { header: c.header(leader), requests: vec![get_req(b"k")], admin: None };
-    let token = c.propose(leader, cmd).unwrap();
-    let answered = c.store_mut(leader).take_responses();
-    assert_eq!(answered.len(), 1);
-    assert_eq!(answered[0].0, token);
-    assert_eq!(get_value(&answered[0].1), Some(b"v1".to_vec()));
-    assert!(c.store_mut(leader).take_outbound().is_empty(), "a lease read sends nothing");
-    let after = c.store(leader).peer_status(common::REGION_ID).unwrap().lease_reads;
-    assert_eq!(after, before + 1);
+    // The put's commit proves a quorum heard from the leader after it was proposed.
+    assert_eq!(lease_read(&mut c, leader, b"k"), Some(Some(b"v1".to_vec())));
+    // Without writes or reads the lease runs out (this read's round confirms a new one)...
+    c.run_ticks(10);
+    assert_eq!(c.leader(), Some(leader));
+    assert_eq!(lease_read(&mut c, leader, b"k"), None);
+    // ... which runs out too; then a write alone renews it.
+    c.run_ticks(10);
+    c.put(b"k", b"v2");
+    assert_eq!(lease_read(&mut c, leader, b"k"), Some(Some(b"v2".to_vec())));
 }
 
 #[test]

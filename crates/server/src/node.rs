@@ -4,10 +4,14 @@
 //! clients from `take_responses`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use madsim::time::Instant;
 use minikv_client::Clock;
 use minikv_client::net::Endpoint;
 use minikv_engine::Engine;
@@ -50,6 +54,8 @@ pub struct Node {
     endpoint: Endpoint,
     probe: NodeProbe,
     waiting: BTreeMap<ReqToken, Waiting>,
+    /// The send queue of Raft messages to each store (see `spawn_sender`).
+    raft_queues: BTreeMap<StoreId, mpsc::UnboundedSender<Vec<u8>>>,
     /// When the next tick is due on the node's clock.
     tick_due_ms: u64,
     next_token: u64,
@@ -115,6 +121,7 @@ impl Node {
             endpoint,
             probe,
             waiting: BTreeMap::new(),
+            raft_queues: BTreeMap::new(),
             next_token: 1,
             tick_due_ms: 0,
         })
@@ -156,6 +163,7 @@ impl Node {
         assert!(tick_ms > 0, "tick_interval_ms must be positive");
         let mut next_tick_ms = self.clock.now_ms() + tick_ms;
         self.tick_due_ms = next_tick_ms;
+        let mut alarm = Alarm::default();
         loop {
             let now = self.clock.now_ms();
             if now >= next_tick_ms {
@@ -166,14 +174,14 @@ impl Node {
                 next_tick_ms = (next_tick_ms + tick_ms).max(now + 1);
                 self.tick_due_ms = next_tick_ms;
             } else {
-                let wait = Duration::from_millis(next_tick_ms - now);
-                match madsim::time::timeout(wait, rx.recv()).await {
-                    Ok(Some(event)) => {
+                let deadline = Instant::now() + Duration::from_millis(next_tick_ms - now);
+                match recv_before(&mut rx, &mut alarm, deadline).await {
+                    Some(Some(event)) => {
                         self.on_event(event)?;
-                        self.gather(&mut rx, next_tick_ms).await?;
+                        self.gather(&mut rx, &mut alarm, next_tick_ms).await?;
                     }
-                    Ok(None) => return Ok(()),
-                    Err(_elapsed) => {}
+                    Some(None) => return Ok(()),
+                    None => {}
                 }
                 // Take everything already queued before running Readies: one synced write
                 // covers them all.
@@ -190,6 +198,7 @@ impl Node {
     async fn gather(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
+        alarm: &mut Alarm,
         next_tick_ms: u64,
     ) -> Result<()> {
         let window_ms = self.config.ready_batch_window_ms;
@@ -202,10 +211,10 @@ impl Node {
             if now >= until_ms {
                 return Ok(());
             }
-            let wait = Duration::from_millis(until_ms - now);
-            match madsim::time::timeout(wait, rx.recv()).await {
-                Ok(Some(event)) => self.on_event(event)?,
-                Ok(None) | Err(_) => return Ok(()),
+            let deadline = Instant::now() + Duration::from_millis(until_ms - now);
+            match recv_before(rx, alarm, deadline).await {
+                Some(Some(event)) => self.on_event(event)?,
+                Some(None) | None => return Ok(()),
             }
         }
     }
@@ -312,7 +321,14 @@ impl Node {
         for (store_id, messages) in by_store {
             let Some(addr) = self.config.stores.get(&store_id).copied() else { continue };
             let bytes = encode(&RaftMessageBatch { messages }).expect("raft messages encode");
-            send_detached(self.endpoint.clone(), addr, TAG_RAFT, bytes);
+            let endpoint = &self.endpoint;
+            let queue = self.raft_queues.entry(store_id).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                spawn_sender(endpoint.clone(), addr, TAG_RAFT, rx);
+                tx
+            });
+            // The sender is gone only with the node itself: the message is lost, as it would be.
+            let _ = queue.send(bytes);
             batches += 1;
         }
         self.probe.update(|p| p.raft_batches_sent += batches);
@@ -341,6 +357,71 @@ impl Node {
 }
 
 /// Sends without waiting: the loop must not block on a slow or dead peer.
+/// Wakes the loop at a deadline without piling up timers. The loop waits for its next tick
+/// across many events, and madsim's sleep adds a timer each time it is polled (never removed
+/// before it fires); so a timer is armed only when none is already armed for an instant
+/// between now and the deadline. It always wakes the task that armed it: the loop's own.
+#[derive(Default)]
+struct Alarm {
+    /// The armed sleep (kept alive: outside simulation, dropping a sleep disarms it) and its
+    /// deadline.
+    armed: Option<(Instant, BoxedSleep)>,
+}
+
+type BoxedSleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Alarm {
+    /// Ready once `deadline` has passed.
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Poll::Ready(());
+        }
+        if let Some((armed_at, _)) = &self.armed
+            && *armed_at > now
+            && *armed_at <= deadline
+        {
+            return Poll::Pending;
+        }
+        let mut sleep: BoxedSleep = Box::pin(madsim::time::sleep_until(deadline));
+        let poll = sleep.as_mut().poll(cx);
+        self.armed = Some((deadline, sleep));
+        poll
+    }
+}
+
+/// The next event, or `None` once `deadline` passed first; `Some(None)`: every sender is gone.
+async fn recv_before(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    alarm: &mut Alarm,
+    deadline: Instant,
+) -> Option<Option<Event>> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(event) = rx.poll_recv(cx) {
+            return Poll::Ready(Some(event));
+        }
+        alarm.poll_until(cx, deadline).map(|()| None)
+    })
+    .await
+}
+
+/// Sends what arrives on `rx` to `to`, one message after another, like a connection's send
+/// queue. Raft traffic to each store goes through one of these: a task per message would
+/// cost madsim a task allocation and record for each.
+fn spawn_sender(
+    endpoint: Endpoint,
+    to: SocketAddr,
+    tag: u64,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    drop(madsim::task::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            // A failed send is a lost message; Raft deals with it.
+            let _ = minikv_client::net::send_owned(&endpoint, to, tag, bytes).await;
+        }
+    }));
+}
+
 fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
     drop(madsim::task::spawn(async move {
         // A failed send is a lost message; Raft and the client's deadline deal with it.

@@ -322,6 +322,7 @@ async fn supervise(world: World, over: Arc<AtomicBool>) {
     while !over.load(Ordering::Relaxed) {
         madsim::time::sleep(Duration::from_millis(50)).await;
         let mut c = world.cluster();
+        c.reap_finished_tasks();
         for id in c.store_ids() {
             if !c.has_failed(id) {
                 failed_since.remove(&id);

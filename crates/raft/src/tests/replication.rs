@@ -258,8 +258,13 @@ fn heartbeat_carries_commit_to_a_lagging_follower() {
     nt.propose(1, b"b");
     assert_eq!(nt.peer(3).raft_log.committed, 1);
     nt.recover();
+    // The first heartbeat response cannot tell lost Appends from travelling ones; a second
+    // one without an ack in between can, and the leader resends.
+    nt.send(vec![msg(INVALID_ID, 1, MessageType::Beat, 0)]);
+    assert_eq!(nt.peer(3).raft_log.committed, 1);
     nt.send(vec![msg(INVALID_ID, 1, MessageType::Beat, 0)]);
     assert_eq!(nt.peer(3).raft_log.committed, 3);
+    assert_eq!(all_entries(nt.peer(3)), all_entries(nt.peer(1)));
 }
 
 #[test]
@@ -539,8 +544,88 @@ fn skip_bcast_commit_sends_commit_lazily() {
     nt.campaign(1);
     nt.propose(1, b"x");
     assert_eq!(nt.peer(1).raft_log.committed, 2);
+    // No Append was sent for the commit alone: the followers still hold the old index.
+    assert_eq!(nt.peer(2).raft_log.committed, 1);
+    assert_eq!(nt.peer(3).raft_log.committed, 1);
     // Followers learn the commit with the next message from the leader.
     nt.send(vec![msg(INVALID_ID, 1, MessageType::Beat, 0)]);
     assert_eq!(nt.peer(2).raft_log.committed, 2);
     assert_eq!(nt.peer(3).raft_log.committed, 2);
+}
+
+#[test]
+fn skip_bcast_commit_still_broadcasts_while_a_conf_change_is_pending() {
+    let mut r = new_raft_with(
+        &crate::config::Config { skip_bcast_commit: true, ..cfg(1, 10, 1) },
+        MemStorage::new_with_conf_state(voters(&[1, 2, 3])),
+    );
+    r.become_candidate();
+    r.become_leader();
+    ack(&mut r, 2, 1);
+    ack(&mut r, 3, 1);
+    take_msgs(&mut r);
+    r.step(propose(1, b"x")).unwrap();
+    take_msgs(&mut r);
+    ack(&mut r, 2, 2);
+    assert_eq!(r.raft_log.committed, 2);
+    assert!(take_msgs(&mut r).is_empty(), "the commit of 2 waits for the next message");
+    // With a conf change pending, its commit is told to every follower at once.
+    r.pending_conf_index = 3;
+    r.step(propose(1, b"y")).unwrap();
+    take_msgs(&mut r);
+    ack(&mut r, 2, 3);
+    assert_eq!(r.raft_log.committed, 3);
+    let to: Vec<u64> = take_msgs(&mut r)
+        .iter()
+        .filter(|m| m.msg_type == MessageType::Append && m.commit == 3)
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(to, vec![2, 3]);
+}
+
+/// A leader with followers 2 and 3 in Replicate and `n` entries proposed and sent to both.
+fn replicating_leader(n: usize) -> Raft<MemStorage> {
+    let mut r = new_raft_with(&cfg(1, 10, 1), MemStorage::new_with_conf_state(voters(&[1, 2, 3])));
+    r.become_candidate();
+    r.become_leader();
+    ack(&mut r, 2, 1);
+    ack(&mut r, 3, 1);
+    for _ in 0..n {
+        r.step(propose(1, b"x")).unwrap();
+    }
+    take_msgs(&mut r);
+    r
+}
+
+fn appends_to(r: &mut Raft<MemStorage>, to: u64) -> usize {
+    take_msgs(r).iter().filter(|m| m.msg_type == MessageType::Append && m.to == to).count()
+}
+
+#[test]
+fn heartbeat_responses_do_not_resend_entries_that_are_being_acknowledged() {
+    let mut r = replicating_leader(4);
+    // The follower acknowledges between heartbeats: what is in flight is arriving.
+    for acked in [2, 3, 4] {
+        ack(&mut r, 2, acked);
+        take_msgs(&mut r);
+        r.step(msg(2, 1, MessageType::HeartbeatResponse, 1)).unwrap();
+        assert_eq!(appends_to(&mut r, 2), 0, "after the ack of {acked}");
+    }
+}
+
+#[test]
+fn heartbeat_responses_resend_when_a_follower_stopped_acknowledging() {
+    let mut r = replicating_leader(4);
+    // The Appends to 2 were lost: two heartbeat responses come with no ack between them.
+    r.step(msg(2, 1, MessageType::HeartbeatResponse, 1)).unwrap();
+    assert_eq!(appends_to(&mut r, 2), 0, "one interval without an ack may be transit time");
+    r.step(msg(2, 1, MessageType::HeartbeatResponse, 1)).unwrap();
+    assert_eq!(appends_to(&mut r, 2), 1, "a second one means the Appends may be lost");
+    // A caught-up follower is never sent anything.
+    ack(&mut r, 3, 5);
+    take_msgs(&mut r);
+    for _ in 0..3 {
+        r.step(msg(3, 1, MessageType::HeartbeatResponse, 1)).unwrap();
+        assert_eq!(appends_to(&mut r, 3), 0);
+    }
 }
