@@ -2,6 +2,7 @@
 //! per request, unknown outcomes reported as such) and the per-node `Clock` every
 //! time-dependent decision of a node reads.
 
+pub mod alarm;
 pub mod clock;
 pub mod error;
 pub mod net;

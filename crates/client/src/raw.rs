@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use madsim::time::Instant;
+
 use crate::net::Endpoint;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -16,6 +18,7 @@ use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
 use minikv_proto::{decode, encode};
 
+use crate::alarm::Alarm;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::region_cache::RegionCache;
@@ -99,6 +102,8 @@ pub struct RawClient {
     rotation: usize,
     buf: Vec<u8>,
     stats: ClientStats,
+    /// Times every call out (one timer per deadline, not one per poll: see `alarm`).
+    alarm: Alarm,
 }
 
 impl RawClient {
@@ -116,6 +121,7 @@ impl RawClient {
             rotation: 0,
             buf,
             stats: ClientStats::default(),
+            alarm: Alarm::default(),
         })
     }
 
@@ -485,16 +491,14 @@ impl RawClient {
             if now >= deadline_ms {
                 return Attempt::NoAnswer;
             }
-            let wait = Duration::from_millis(deadline_ms - now);
-            let received = madsim::time::timeout(
-                wait,
-                self.endpoint.recv_from(TAG_KV_RESPONSE, &mut self.buf),
-            )
-            .await;
+            let deadline = Instant::now() + Duration::from_millis(deadline_ms - now);
+            let received = self
+                .alarm
+                .race(deadline, self.endpoint.recv_from(TAG_KV_RESPONSE, &mut self.buf))
+                .await;
             let len = match received {
-                Err(_elapsed) => return Attempt::NoAnswer,
-                Ok(Err(_io)) => return Attempt::NoAnswer,
-                Ok(Ok((len, _from))) => len,
+                None | Some(Err(_)) => return Attempt::NoAnswer,
+                Some(Ok((len, _from))) => len,
             };
             match decode::<KvResponseEnvelope>(&self.buf[..len]) {
                 Ok(resp) if resp.request_id == request_id => {

@@ -39,6 +39,9 @@ pub struct Config {
     pub read_only_option: ReadOnlyOption,
     /// Do not broadcast an Append just because the commit index moved.
     pub skip_bcast_commit: bool,
+    /// Leave out of a periodic heartbeat the followers that acknowledged an Append since the
+    /// last one and already know the commit index it would carry (see `bcast_idle_heartbeat`).
+    pub skip_idle_heartbeats: bool,
     /// Seeds the election-jitter generator (a ChaCha8 stream chosen by `id`); the only randomness.
     pub rng_seed: u64,
     /// Max bytes of committed entries handed out in one Ready (at least one entry always).
@@ -59,6 +62,7 @@ impl Default for Config {
             check_quorum: false,
             read_only_option: ReadOnlyOption::Safe,
             skip_bcast_commit: false,
+            skip_idle_heartbeats: false,
             rng_seed: 0,
             max_committed_size_per_ready_bytes: u64::MAX,
         }

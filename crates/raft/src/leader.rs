@@ -17,7 +17,10 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn step_leader(&mut self, m: &mut Message) -> Result<()> {
         match m.msg_type {
             MessageType::Beat => {
-                self.bcast_heartbeat(self.read_only.last_pending_request_ctx());
+                match self.read_only.last_pending_request_ctx() {
+                    Some(ctx) => self.bcast_heartbeat(Some(ctx)),
+                    None => self.bcast_idle_heartbeat(),
+                }
                 return Ok(());
             }
             MessageType::CheckQuorum => {
@@ -206,6 +209,9 @@ impl<S: Storage> Raft<S> {
             }
         }
         let commit = self.raft_log.committed;
+        // The follower applies at most what it holds after this Append.
+        let holds = entries.last().map_or(next - 1, |e| e.index);
+        pr.commit_sent = pr.commit_sent.max(commit.min(holds));
         self.send(Message {
             msg_type: MessageType::Append,
             to,
@@ -244,6 +250,38 @@ impl<S: Storage> Raft<S> {
         true
     }
 
+    /// The periodic heartbeat when no read waits on one. A follower in Replicate that
+    /// acknowledged an Append since the last heartbeat, and was already told the commit index
+    /// it may apply, is skipped: the Appends reset its election timer and its acks keep it
+    /// active for check-quorum, so the heartbeat would carry nothing. Under steady writes this
+    /// removes most heartbeats and their responses.
+    fn bcast_idle_heartbeat(&mut self) {
+        let ids: Vec<NodeId> = self.prs.progress.keys().copied().collect();
+        for id in ids {
+            if id == self.id {
+                continue;
+            }
+            let committed = self.raft_log.committed;
+            let pr = self.prs.progress.get_mut(&id).expect("listed above");
+            let acked = std::mem::take(&mut pr.acked_since_heartbeat);
+            let commit = pr.matched.min(committed);
+            if self.skip_idle_heartbeats
+                && acked
+                && pr.state == ProgressState::Replicate
+                && pr.commit_sent >= commit
+            {
+                continue;
+            }
+            pr.commit_sent = pr.commit_sent.max(commit);
+            self.send(Message {
+                msg_type: MessageType::Heartbeat,
+                to: id,
+                commit,
+                ..Default::default()
+            });
+        }
+    }
+
     pub(crate) fn bcast_heartbeat(&mut self, ctx: Option<Vec<u8>>) {
         let ids: Vec<NodeId> = self.prs.progress.keys().copied().collect();
         for id in ids {
@@ -252,6 +290,8 @@ impl<S: Storage> Raft<S> {
             }
             // Never tell a follower to commit past what it is known to hold.
             let commit = self.prs.progress[&id].matched.min(self.raft_log.committed);
+            let pr = self.prs.progress.get_mut(&id).expect("listed above");
+            pr.commit_sent = pr.commit_sent.max(commit);
             self.send(Message {
                 msg_type: MessageType::Heartbeat,
                 to: id,
@@ -282,6 +322,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let was_paused = pr.is_paused();
+        pr.acked_since_heartbeat = true;
         if !pr.maybe_update(m.index) {
             return;
         }

@@ -83,6 +83,10 @@ pub struct Progress {
     /// `matched` when the previous heartbeat response came: in Replicate, an unchanged value
     /// one heartbeat later means the in-flight Appends may be lost.
     pub matched_at_heartbeat: u64,
+    /// The peer acknowledged an Append since the last periodic heartbeat, and the highest
+    /// commit index it was sent (see `bcast_idle_heartbeat`).
+    pub acked_since_heartbeat: bool,
+    pub commit_sent: u64,
 }
 
 impl Progress {
@@ -97,6 +101,8 @@ impl Progress {
             inflights: Inflights::new(max_inflight_msgs),
             is_learner: false,
             matched_at_heartbeat: 0,
+            acked_since_heartbeat: false,
+            commit_sent: 0,
         }
     }
 

@@ -82,6 +82,7 @@ fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
         check_quorum: true,
         read_only_option: ReadOnlyOption::Safe,
         skip_bcast_commit: true,
+        skip_idle_heartbeats: true,
         rng_seed: cfg.rng_seed,
         max_committed_size_per_ready_bytes: u64::MAX,
     }

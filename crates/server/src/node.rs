@@ -4,15 +4,13 @@
 //! clients from `take_responses`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use madsim::time::Instant;
 use minikv_client::Clock;
+use minikv_client::alarm::Alarm;
 use minikv_client::net::Endpoint;
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
@@ -175,7 +173,7 @@ impl Node {
                 self.tick_due_ms = next_tick_ms;
             } else {
                 let deadline = Instant::now() + Duration::from_millis(next_tick_ms - now);
-                match recv_before(&mut rx, &mut alarm, deadline).await {
+                match alarm.race(deadline, rx.recv()).await {
                     Some(Some(event)) => {
                         self.on_event(event)?;
                         self.gather(&mut rx, &mut alarm, next_tick_ms).await?;
@@ -212,7 +210,7 @@ impl Node {
                 return Ok(());
             }
             let deadline = Instant::now() + Duration::from_millis(until_ms - now);
-            match recv_before(rx, alarm, deadline).await {
+            match alarm.race(deadline, rx.recv()).await {
                 Some(Some(event)) => self.on_event(event)?,
                 Some(None) | None => return Ok(()),
             }
@@ -357,54 +355,6 @@ impl Node {
 }
 
 /// Sends without waiting: the loop must not block on a slow or dead peer.
-/// Wakes the loop at a deadline without piling up timers. The loop waits for its next tick
-/// across many events, and madsim's sleep adds a timer each time it is polled (never removed
-/// before it fires); so a timer is armed only when none is already armed for an instant
-/// between now and the deadline. It always wakes the task that armed it: the loop's own.
-#[derive(Default)]
-struct Alarm {
-    /// The armed sleep (kept alive: outside simulation, dropping a sleep disarms it) and its
-    /// deadline.
-    armed: Option<(Instant, BoxedSleep)>,
-}
-
-type BoxedSleep = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-impl Alarm {
-    /// Ready once `deadline` has passed.
-    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Poll::Ready(());
-        }
-        if let Some((armed_at, _)) = &self.armed
-            && *armed_at > now
-            && *armed_at <= deadline
-        {
-            return Poll::Pending;
-        }
-        let mut sleep: BoxedSleep = Box::pin(madsim::time::sleep_until(deadline));
-        let poll = sleep.as_mut().poll(cx);
-        self.armed = Some((deadline, sleep));
-        poll
-    }
-}
-
-/// The next event, or `None` once `deadline` passed first; `Some(None)`: every sender is gone.
-async fn recv_before(
-    rx: &mut mpsc::UnboundedReceiver<Event>,
-    alarm: &mut Alarm,
-    deadline: Instant,
-) -> Option<Option<Event>> {
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(event) = rx.poll_recv(cx) {
-            return Poll::Ready(Some(event));
-        }
-        alarm.poll_until(cx, deadline).map(|()| None)
-    })
-    .await
-}
-
 /// Sends what arrives on `rx` to `to`, one message after another, like a connection's send
 /// queue. Raft traffic to each store goes through one of these: a task per message would
 /// cost madsim a task allocation and record for each.

@@ -101,6 +101,11 @@ pub struct ChecksummedBackend {
     /// disk-wide index, so a sector of one partition read as another's fails.
     first_sector: u64,
     held: Mutex<HeldWrites>,
+    /// The sealed image of the last sector the latest write passed down, as `inner` now holds
+    /// it: the next small write (the log's next append) usually starts inside it, and reading
+    /// it back would cost a read and a checksum each time. Cleared by a failed write and by a
+    /// length change.
+    last_sector: Mutex<Option<(u64, Vec<u8>)>>,
 }
 
 /// Writes not yet sealed and passed down: disjoint extents by logical offset.
@@ -178,7 +183,12 @@ impl ChecksummedBackend {
 
     /// Wraps `inner`, a partition that starts at sector `first_sector` of its disk.
     pub fn new_at(inner: Box<dyn StorageBackend>, first_sector: u64) -> Self {
-        Self { inner, first_sector, held: Mutex::new(HeldWrites::default()) }
+        Self {
+            inner,
+            first_sector,
+            held: Mutex::new(HeldWrites::default()),
+            last_sector: Mutex::new(None),
+        }
     }
 
     fn held(&self) -> MutexGuard<'_, HeldWrites> {
@@ -218,16 +228,31 @@ impl ChecksummedBackend {
         let tail_partial = !end.is_multiple_of(PAYLOAD_BYTES);
         let span_bytes = ((last - first + 1) * SECTOR_BYTES) as usize;
         let sector_bytes = SECTOR_BYTES as usize;
-        // Partially covered sectors keep their other bytes: read them (verified, so that
-        // corruption is never resealed as good data) before overwriting.
+        // Partially covered sectors keep their other bytes: take them from the last written
+        // sector if it is one of them, else read them (verified, so that corruption is never
+        // resealed as good data) before overwriting. The cached image is taken: it is put back
+        // only once this write succeeded.
         let mut buf = vec![0u8; span_bytes];
-        if (head_partial || tail_partial) && last - first <= 1 {
+        let cached = self.last_sector.lock().expect("last-sector lock poisoned").take();
+        let (mut need_head, mut need_tail) = (head_partial, tail_partial);
+        if let Some((sector, image)) = &cached {
+            if *sector == first && head_partial {
+                buf[..sector_bytes].copy_from_slice(image);
+                need_head = false;
+                need_tail &= first != last;
+            } else if *sector == last && tail_partial {
+                buf[span_bytes - sector_bytes..].copy_from_slice(image);
+                need_tail = false;
+                need_head &= first != last;
+            }
+        }
+        if need_head && need_tail && last - first <= 1 {
             self.read_sectors_into(first, &mut buf)?;
         } else {
-            if head_partial {
+            if need_head {
                 self.read_sectors_into(first, &mut buf[..sector_bytes])?;
             }
-            if tail_partial {
+            if need_tail {
                 self.read_sectors_into(last, &mut buf[span_bytes - sector_bytes..])?;
             }
         }
@@ -248,7 +273,12 @@ impl ChecksummedBackend {
             let (payload, sum) = image.split_at_mut(PAYLOAD_BYTES as usize);
             sum.copy_from_slice(&seal(self.first_sector + first + i as u64, payload).to_le_bytes());
         }
-        self.inner.write(first * SECTOR_BYTES, &buf)
+        self.inner.write(first * SECTOR_BYTES, &buf)?;
+        let mut image = cached.map(|(_, image)| image).unwrap_or_default();
+        image.clear();
+        image.extend_from_slice(&buf[span_bytes - sector_bytes..]);
+        *self.last_sector.lock().expect("last-sector lock poisoned") = Some((last, image));
+        Ok(())
     }
 
     fn flush_held(&self) -> io::Result<()> {
@@ -321,6 +351,7 @@ impl StorageBackend for ChecksummedBackend {
             ));
         }
         self.flush_held()?;
+        *self.last_sector.lock().expect("last-sector lock poisoned") = None;
         let old = self.len()?;
         if len < old && !len.is_multiple_of(PAYLOAD_BYTES) {
             // The last kept sector still holds payload past the new end; zero it so that a
@@ -456,6 +487,82 @@ mod tests {
         let mut out = vec![0u8; LEN_BYTES as usize];
         disk.read(0, &mut out).unwrap();
         assert!(out == model, "after sync: read-back differs from the model");
+    }
+
+    /// An in-memory backend that counts reads.
+    #[derive(Debug, Default)]
+    struct CountingBackend {
+        inner: InMemoryBackend,
+        reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl StorageBackend for CountingBackend {
+        fn len(&self) -> Result<u64, io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), io::Error> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), io::Error> {
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> Result<(), io::Error> {
+            self.inner.close()
+        }
+    }
+
+    #[test]
+    fn synced_appends_inside_the_last_written_sector_read_nothing_back() {
+        const LEN_BYTES: u64 = 8 * 4096;
+        let counting = CountingBackend::default();
+        let reads = counting.reads.clone();
+        let disk = ChecksummedBackend::new(Box::new(counting));
+        disk.set_len(LEN_BYTES).unwrap();
+        let mut model = vec![0u8; LEN_BYTES as usize];
+        // A log's appends, each synced: only the first touches a sector not written before.
+        let mut offset = 100u64;
+        let mut crossings = 0;
+        for i in 0..60u64 {
+            let data = vec![(i % 250) as u8 + 1; 150];
+            if offset / PAYLOAD_BYTES != (offset + 149) / PAYLOAD_BYTES {
+                crossings += 1;
+            }
+            disk.write(offset, &data).unwrap();
+            disk.sync_data().unwrap();
+            model[offset as usize..offset as usize + 150].copy_from_slice(&data);
+            offset += 150;
+        }
+        let reads_for_appends = reads.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            reads_for_appends <= 1 + crossings,
+            "{reads_for_appends} reads for 60 appends crossing {crossings} sector boundaries"
+        );
+        // Interleaved writes elsewhere move the cached sector; every byte still reads back.
+        let mut state = 7u64;
+        for step in 0..200u64 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let at = (state >> 33) % (LEN_BYTES - 300);
+            let len = 1 + (state >> 20) % 300;
+            let data = vec![(step % 250) as u8 + 1; len as usize];
+            disk.write(at, &data).unwrap();
+            model[at as usize..(at + len) as usize].copy_from_slice(&data);
+            if step % 3 == 0 {
+                disk.sync_data().unwrap();
+            }
+            if step % 5 == 0 {
+                disk.set_len(LEN_BYTES).unwrap();
+            }
+        }
+        let mut out = vec![0u8; LEN_BYTES as usize];
+        disk.read(0, &mut out).unwrap();
+        assert!(out == model, "read-back differs from the model");
     }
 
     #[test]

@@ -629,3 +629,87 @@ fn heartbeat_responses_resend_when_a_follower_stopped_acknowledging() {
         assert_eq!(appends_to(&mut r, 3), 0);
     }
 }
+
+/// A leader that skips idle heartbeats, with followers 2 and 3 caught up at index 1 and one
+/// periodic heartbeat behind it (so that only what happens next counts).
+fn quiet_leader() -> Raft<MemStorage> {
+    let mut r = new_raft_with(
+        &crate::config::Config {
+            skip_idle_heartbeats: true,
+            skip_bcast_commit: true,
+            ..cfg(1, 10, 1)
+        },
+        MemStorage::new_with_conf_state(voters(&[1, 2, 3])),
+    );
+    r.become_candidate();
+    r.become_leader();
+    ack(&mut r, 2, 1);
+    ack(&mut r, 3, 1);
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    take_msgs(&mut r);
+    r
+}
+
+fn heartbeats_to(r: &mut Raft<MemStorage>) -> Vec<(u64, u64)> {
+    take_msgs(r)
+        .iter()
+        .filter(|m| m.msg_type == MessageType::Heartbeat)
+        .map(|m| (m.to, m.commit))
+        .collect()
+}
+
+#[test]
+fn idle_heartbeats_skip_followers_that_acknowledged_and_know_the_commit() {
+    let mut r = quiet_leader();
+    // 2 acknowledges x (committing it) and learns that commit from the Append carrying y;
+    // 3 stays silent.
+    r.step(propose(1, b"x")).unwrap();
+    ack(&mut r, 2, 2);
+    r.step(propose(1, b"y")).unwrap();
+    take_msgs(&mut r);
+    // A heartbeat would tell 2 nothing new; 3, silent, gets one.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(3, 1)]);
+    // With no ack since, 2 gets the next one.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(2, 2), (3, 1)]);
+}
+
+#[test]
+fn idle_heartbeats_still_carry_a_commit_the_follower_was_not_told() {
+    let mut r = quiet_leader();
+    r.step(propose(1, b"x")).unwrap();
+    // 2's ack commits index 2; with lazy commits nobody was told, so both get a heartbeat.
+    ack(&mut r, 2, 2);
+    take_msgs(&mut r);
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(2, 2), (3, 1)]);
+}
+
+#[test]
+fn idle_heartbeats_are_never_skipped_when_a_read_waits_on_them() {
+    let mut r = quiet_leader();
+    r.step(propose(1, b"x")).unwrap();
+    ack(&mut r, 2, 2);
+    ack(&mut r, 3, 2);
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    take_msgs(&mut r);
+    ack(&mut r, 2, 2);
+    ack(&mut r, 3, 2);
+    let read = Message {
+        msg_type: MessageType::ReadIndex,
+        context: b"ctx".to_vec(),
+        ..Default::default()
+    };
+    r.step(read).unwrap();
+    take_msgs(&mut r);
+    // The read's round is not answered yet; the periodic heartbeat carries its context again.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    let sent = take_msgs(&mut r);
+    let to: Vec<u64> = sent
+        .iter()
+        .filter(|m| m.msg_type == MessageType::Heartbeat && m.context == b"ctx")
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(to, vec![2, 3]);
+}

@@ -154,6 +154,7 @@ impl Sim {
             pre_vote: guards,
             check_quorum: guards && rng.next_u64() % 4 != 0,
             skip_bcast_commit: rng.next_u64() % 4 == 0,
+            skip_idle_heartbeats: rng.next_u64() % 2 == 0,
             rng_seed: 0,
             ..Config::default()
         };
