@@ -67,6 +67,8 @@ pub struct Store {
     responses: Responses,
     next_read_id: u64,
     poisoned: bool,
+    /// The engine's reopen count when the store opened (see `is_poisoned`).
+    engine_reopens_at_open: u64,
     stats: StoreStats,
 }
 
@@ -74,9 +76,11 @@ impl Store {
     /// Opens the store on `engine`, recovering every peer from its region, raft and apply
     /// states (after a crash: from what the disk kept).
     pub fn open(store_id: StoreId, engine: Arc<Engine>, config: StoreConfig) -> Result<Store> {
+        let engine_reopens_at_open = engine.stats().reopens;
         let mut store = Store {
             store_id,
             engine,
+            engine_reopens_at_open,
             config,
             peers: BTreeMap::new(),
             tombstones: BTreeMap::new(),
@@ -143,7 +147,7 @@ impl Store {
     }
 
     fn check_poisoned(&self) -> Result<()> {
-        if self.poisoned { Err(Error::Poisoned) } else { Ok(()) }
+        if self.is_poisoned() { Err(Error::Poisoned) } else { Ok(()) }
     }
 
     /// One Raft tick for every peer.
@@ -179,7 +183,7 @@ impl Store {
         token: ReqToken,
     ) -> std::result::Result<(), RegionError> {
         let region_id = cmd.header.region_id;
-        if self.poisoned {
+        if self.is_poisoned() {
             return Err(RegionError::ServerIsBusy {
                 reason: "store poisoned by an engine failure".to_string(),
             });
@@ -199,8 +203,12 @@ impl Store {
     }
 
     /// Whether an engine failure poisoned the store (drop it and reopen it from its disk).
+    /// So does any reopen of the engine since the store opened, even one after a failure the
+    /// store never saw (a snapshot that could not be generated is only "try again" to Raft):
+    /// a reopen drops the engine's unsynced writes, which the store's memory already counts
+    /// as done (applied indexes, answered proposals; chaos seed 687 lost an applied write so).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.poisoned || self.engine.stats().reopens != self.engine_reopens_at_open
     }
 
     /// Responses to proposals, in the order they were produced.

@@ -247,3 +247,29 @@ fn opening_a_store_over_unreadable_sectors_fails_with_an_error_never_a_panic() {
     let store = Store::open(1, engine, test_config()).expect("a healthy store opens");
     assert!(store.peer_status(REGION_ID).unwrap().applied_index > 20);
 }
+
+#[test]
+fn an_engine_reopened_behind_the_stores_back_poisons_the_store() {
+    // An engine that fails an operation reopens from its disk, dropping its unsynced writes.
+    // The store's memory (applied index, answered proposals) counts those writes as done, so
+    // any reopen, even after a failure the store never saw, must stop the store.
+    let mut c = Cluster::new(3, 3, 29, test_config());
+    c.wait_leader(100);
+    for i in 0..10u32 {
+        c.put(format!("k{i:02}").as_bytes(), b"v");
+    }
+    c.crash(1);
+    let disk: SimDisk = c.nodes[&1].disk.clone();
+    let engine = Arc::new(Engine::open(disk.clone()).expect("reopens after the crash"));
+    let store = Store::open(1, engine.clone(), test_config()).expect("store reopens");
+    assert!(!store.is_poisoned());
+    // Snapshot generation (whose failure Raft only retries) flushes the memtable first, and
+    // the flush meets unreadable sectors.
+    for sector in 0..disk.durable_len_bytes().div_ceil(4096) {
+        disk.inject_read_error(sector * 4096);
+    }
+    assert!(engine.snapshot().is_err(), "the flush reads sectors that fail");
+    assert!(engine.stats().reopens > 0, "the failed read reopened the engine");
+    disk.clear_read_errors();
+    assert!(store.is_poisoned(), "the store serves on over an engine that lost its writes");
+}

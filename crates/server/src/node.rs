@@ -161,7 +161,9 @@ impl Node {
         assert!(tick_ms > 0, "tick_interval_ms must be positive");
         let mut next_tick_ms = self.clock.now_ms() + tick_ms;
         self.tick_due_ms = next_tick_ms;
-        let mut alarm = Alarm::default();
+        // One alarm for the next tick and one for the gathering window: sharing one, each
+        // window's nearer deadline would make the tick's timer be armed again after it.
+        let (mut tick_alarm, mut gather_alarm) = (Alarm::default(), Alarm::default());
         loop {
             let now = self.clock.now_ms();
             if now >= next_tick_ms {
@@ -173,10 +175,10 @@ impl Node {
                 self.tick_due_ms = next_tick_ms;
             } else {
                 let deadline = Instant::now() + Duration::from_millis(next_tick_ms - now);
-                match alarm.race(deadline, rx.recv()).await {
+                match tick_alarm.race(deadline, rx.recv()).await {
                     Some(Some(event)) => {
                         self.on_event(event)?;
-                        self.gather(&mut rx, &mut alarm, next_tick_ms).await?;
+                        self.gather(&mut rx, &mut gather_alarm, next_tick_ms).await?;
                     }
                     Some(None) => return Ok(()),
                     None => {}

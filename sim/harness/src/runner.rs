@@ -360,6 +360,31 @@ async fn converge(world: &World, bound: Duration) -> Result<CheckResult, String>
     }
 }
 
+/// The first key (in key order) whose value differs between a replica and the leader's.
+fn first_difference(replica: &[(Vec<u8>, Vec<u8>)], leader: &[(Vec<u8>, Vec<u8>)]) -> String {
+    let show = |v: Option<&Vec<u8>>| {
+        v.map_or("absent".to_string(), |v| format!("{:?}", String::from_utf8_lossy(v)))
+    };
+    let (mut r, mut l) = (replica.iter().peekable(), leader.iter().peekable());
+    loop {
+        let key = match (r.peek(), l.peek()) {
+            (None, None) => return "none".to_string(),
+            (Some((rk, _)), Some((lk, _))) => rk.min(lk).clone(),
+            (Some((k, _)), None) | (None, Some((k, _))) => k.clone(),
+        };
+        let rv = r.next_if(|(k, _)| *k == key).map(|(_, v)| v);
+        let lv = l.next_if(|(k, _)| *k == key).map(|(_, v)| v);
+        if rv != lv {
+            return format!(
+                "key {:?}: replica {}, leader {}",
+                String::from_utf8_lossy(&key),
+                show(rv),
+                show(lv)
+            );
+        }
+    }
+}
+
 /// `None` while the members have not applied the same index.
 fn compare_replicas(c: &SimCluster) -> Option<CheckResult> {
     let leader = c.leader()?;
@@ -377,10 +402,12 @@ fn compare_replicas(c: &SimCluster) -> Option<CheckResult> {
         let data = c.data(*id);
         if data != reference {
             let detail = format!(
-                "store {id} holds {} pairs, leader store {leader} holds {} at applied index {}",
+                "store {id} holds {} pairs, leader store {leader} holds {} at applied index {}; \
+                 first difference: {}",
                 data.len(),
                 reference.len(),
-                status.applied_index
+                status.applied_index,
+                first_difference(&data, &reference)
             );
             tracing::info!(target: "minikv::sim", "replicas differ: {detail}");
             return Some(CheckResult { valid: false, ms: 0, detail: Some(detail) });
