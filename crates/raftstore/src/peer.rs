@@ -58,6 +58,10 @@ pub(crate) struct Peer {
     pub pending_destroy: bool,
     /// Removed peers to tell (leader only), sent by the store after the Ready.
     pub tombstones_to_send: Vec<metapb::Peer>,
+    /// While uninitialized: the newest `conf_ver` of the messages that addressed this peer. Their
+    /// senders counted it a member at that version, so only a tombstone from a newer view
+    /// proves it was removed (see `Store::on_tombstone`).
+    pub addressed_at_conf_ver: u64,
     ticks: u64,
     last_compact_proposed: u64,
     /// Tick at which a snapshot was last sent to each peer.
@@ -108,6 +112,7 @@ impl Peer {
             peer_cache: BTreeMap::new(),
             pending_destroy: false,
             tombstones_to_send: Vec::new(),
+            addressed_at_conf_ver: 0,
             ticks: 0,
             last_compact_proposed: 0,
             snapshot_sent_tick: BTreeMap::new(),

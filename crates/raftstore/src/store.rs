@@ -392,6 +392,9 @@ impl Store {
             return Ok(());
         }
         let peer = self.peers.get_mut(&msg.region_id).expect("created or found above");
+        if !peer.raw.store().is_initialized() {
+            peer.addressed_at_conf_ver = peer.addressed_at_conf_ver.max(msg.region_epoch.conf_ver);
+        }
         let from_is_member = peer.region().peers.iter().any(|p| p.id == msg.from_peer.id);
         if peer.raw.store().is_initialized()
             && !from_is_member
@@ -472,14 +475,21 @@ impl Store {
     }
 
     /// A tombstone destroys this store's peer if it is the one named and older than the
-    /// sender's view of the region.
+    /// sender's view of the region. An uninitialized peer knows no region; it compares with the
+    /// newest view a message addressed it from: a sender that has not yet applied the change
+    /// adding it (a store restarted behind, chaos seed 385) must not destroy it, since its
+    /// tombstone would then keep the member from ever being created again.
     fn on_tombstone(&mut self, msg: &RaftMessage) -> Result<()> {
         let Some(peer) = self.peers.get(&msg.region_id) else { return Ok(()) };
         if peer.meta.id != msg.to_peer.id {
             return Ok(());
         }
-        let stale = !peer.raw.store().is_initialized()
-            || peer.region().epoch.conf_ver < msg.region_epoch.conf_ver;
+        let known_conf_ver = if peer.raw.store().is_initialized() {
+            peer.region().epoch.conf_ver
+        } else {
+            peer.addressed_at_conf_ver
+        };
+        let stale = known_conf_ver < msg.region_epoch.conf_ver;
         if stale {
             self.destroy_peer(msg.region_id, "stale peer told by a tombstone message")?;
         }

@@ -150,6 +150,38 @@ fn a_destroyed_uninitialized_peer_is_not_re_created_by_a_stale_vote_request() {
 }
 
 #[test]
+fn a_tombstone_from_a_view_older_than_the_one_that_added_the_peer_leaves_it_alone() {
+    // A store restarted behind (it lost the apply of the change adding the peer) sees a
+    // message from the new peer and, the peer not being a member in its view, sends it a
+    // tombstone. Destroying the peer for it would leave a tombstone that keeps the member from
+    // ever being created again (chaos seed 385: the region could never converge).
+    let disk = SimDisk::new(4, SimDiskConfig::default());
+    let mut store = open(&disk);
+    ask(&mut store, vote_request(MessageType::RequestVote, &ALICE, 7));
+    let behind = RaftMessage {
+        region_epoch: RegionEpoch { conf_ver: EPOCH.conf_ver - 1, ..EPOCH },
+        is_tombstone: true,
+        ..vote_request(MessageType::Heartbeat, &BOB, 7)
+    };
+    store.on_raft_message(behind).unwrap();
+    assert!(!store.is_tombstone(REGION_ID));
+    assert_eq!(store.peer_status(REGION_ID).unwrap().peer, NEW_PEER);
+    // It still answers as the member it is (its vote of term 7 stands).
+    let answer = ask(&mut store, vote_request(MessageType::RequestVote, &BOB, 7));
+    assert_eq!(answer, Some((MessageType::RequestVoteResponse, 7, true)));
+    // One from the view that added it proves nothing either; a newer one removes it.
+    for (conf_ver, removed) in [(EPOCH.conf_ver, false), (EPOCH.conf_ver + 1, true)] {
+        let tombstone = RaftMessage {
+            region_epoch: RegionEpoch { conf_ver, ..EPOCH },
+            is_tombstone: true,
+            ..vote_request(MessageType::Heartbeat, &BOB, 7)
+        };
+        store.on_raft_message(tombstone).unwrap();
+        assert_eq!(store.is_tombstone(REGION_ID), removed, "conf_ver {conf_ver}");
+    }
+}
+
+#[test]
 fn a_removed_peer_is_not_re_created_by_a_vote_request_of_its_old_configuration() {
     let mut c = Cluster::new(3, 3, 41, test_config());
     let leader = c.wait_leader(100);
