@@ -58,6 +58,11 @@ impl WriteBatch {
         &self.ops
     }
 
+    /// The mutations, by value.
+    pub fn into_ops(self) -> Vec<(Cf, Mutation)> {
+        self.ops
+    }
+
     /// Number of mutations.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -158,7 +158,7 @@ fn open_live(disk: &dyn Disk, config: &EngineConfig, counters: &Arc<Counters>) -
     let mut live = Live { db, wal, mem: Memtable::default(), counters: counters.clone() };
     for record in replayed {
         let ranges = live.range_deletions(&record.batch)?;
-        live.apply_to_mem(&record.batch, ranges);
+        live.apply_to_mem(record.batch, ranges);
     }
     Ok(live)
 }
@@ -318,29 +318,31 @@ impl Live {
     }
 
     /// Lays `batch` over the memtable; `ranges` are its range deletions' redb keys.
-    fn apply_to_mem(&mut self, batch: &WriteBatch, ranges: Vec<Vec<Vec<u8>>>) {
+    /// Lays `batch` over the memtable, moving its buffers in; `ranges` are the keys redb holds
+    /// under each of its range deletions (`range_deletions`).
+    fn apply_to_mem(&mut self, batch: WriteBatch, ranges: Vec<Vec<Vec<u8>>>) {
         let mut ranges = ranges.into_iter();
-        for (cf, mutation) in batch.ops() {
+        for (cf, mutation) in batch.into_ops() {
             match mutation {
-                Mutation::Put { key, value } => self.mem.set(*cf, key, Some(value)),
-                Mutation::Delete { key } => self.mem.set(*cf, key, None),
+                Mutation::Put { key, value } => self.mem.set_owned(cf, key, Some(value)),
+                Mutation::Delete { key } => self.mem.set_owned(cf, key, None),
                 Mutation::DeleteRange { start, end } => {
                     let in_db = ranges.next().expect("one key list per range deletion");
                     let in_mem: Vec<Vec<u8>> = self
                         .mem
-                        .range(*cf, start, end.as_deref())
+                        .range(cf, &start, end.as_deref())
                         .filter(|(_, v)| v.is_some())
                         .map(|(k, _)| k.to_vec())
                         .collect();
-                    for key in in_db.iter().chain(&in_mem) {
-                        self.mem.set(*cf, key, None);
+                    for key in in_db.into_iter().chain(in_mem) {
+                        self.mem.set_owned(cf, key, None);
                     }
                 }
             }
         }
     }
 
-    fn write(&mut self, batch: &WriteBatch, sync: bool, config: &EngineConfig) -> Result<()> {
+    fn write(&mut self, batch: WriteBatch, sync: bool, config: &EngineConfig) -> Result<()> {
         if batch.is_empty() {
             return if sync {
                 self.wal.sync().map_err(|e| Error::from_io("sync", &e))
@@ -354,11 +356,11 @@ impl Live {
         let payload = batch.encode();
         if !self.wal.fits(payload.len()) {
             if !self.wal.fits_when_empty(payload.len()) {
-                return self.write_direct(batch);
+                return self.write_direct(&batch);
             }
             self.flush()?;
         }
-        let ranges = self.range_deletions(batch)?;
+        let ranges = self.range_deletions(&batch)?;
         self.wal.append(&payload, sync).map_err(|e| Error::from_io("write", &e))?;
         self.apply_to_mem(batch, ranges);
         Ok(())
@@ -440,6 +442,11 @@ impl Engine {
     /// batches), but never half of it. An empty batch with `sync` just makes earlier batches
     /// durable.
     pub fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+        self.write_owned(batch.clone(), sync)
+    }
+
+    /// [`Engine::write`], taking the batch: its buffers move into the memtable uncopied.
+    pub fn write_owned(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         if sync {
             self.synced_writes.fetch_add(1, Ordering::Relaxed);

@@ -298,7 +298,7 @@ impl Store {
             }
         }
         if !batch.is_empty() {
-            self.engine.write(&batch, sync)?;
+            self.engine.write_owned(batch, sync)?;
         }
         self.responses.append(&mut answers);
         let mut destroyed = Vec::new();
