@@ -356,9 +356,8 @@ impl Node {
     }
 }
 
-/// Sends without waiting: the loop must not block on a slow or dead peer.
 /// Sends what arrives on `rx` to `to`, one message after another, like a connection's send
-/// queue. Raft traffic to each store goes through one of these: a task per message would
+/// queue; the loop only queues, so it never blocks on a slow or dead peer. Raft traffic to each store goes through one of these: a task per message would
 /// cost madsim a task allocation and record for each.
 fn spawn_sender(
     endpoint: Endpoint,
@@ -374,6 +373,7 @@ fn spawn_sender(
     }));
 }
 
+/// Sends without waiting: the loop must not block on a slow or dead peer.
 fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
     drop(madsim::task::spawn(async move {
         // A failed send is a lost message; Raft and the client's deadline deal with it.
