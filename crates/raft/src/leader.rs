@@ -264,42 +264,38 @@ impl<S: Storage> Raft<S> {
             let committed = self.raft_log.committed;
             let pr = self.prs.progress.get_mut(&id).expect("listed above");
             let acked = std::mem::take(&mut pr.acked_since_heartbeat);
-            let commit = pr.matched.min(committed);
             if self.skip_idle_heartbeats
                 && acked
                 && pr.state == ProgressState::Replicate
-                && pr.commit_sent >= commit
+                && pr.commit_sent >= pr.matched.min(committed)
             {
                 continue;
             }
-            pr.commit_sent = pr.commit_sent.max(commit);
-            self.send(Message {
-                msg_type: MessageType::Heartbeat,
-                to: id,
-                commit,
-                ..Default::default()
-            });
+            self.send_heartbeat(id, Vec::new());
         }
     }
 
     pub(crate) fn bcast_heartbeat(&mut self, ctx: Option<Vec<u8>>) {
         let ids: Vec<NodeId> = self.prs.progress.keys().copied().collect();
         for id in ids {
-            if id == self.id {
-                continue;
+            if id != self.id {
+                self.send_heartbeat(id, ctx.clone().unwrap_or_default());
             }
-            // Never tell a follower to commit past what it is known to hold.
-            let commit = self.prs.progress[&id].matched.min(self.raft_log.committed);
-            let pr = self.prs.progress.get_mut(&id).expect("listed above");
-            pr.commit_sent = pr.commit_sent.max(commit);
-            self.send(Message {
-                msg_type: MessageType::Heartbeat,
-                to: id,
-                commit,
-                context: ctx.clone().unwrap_or_default(),
-                ..Default::default()
-            });
         }
+    }
+
+    fn send_heartbeat(&mut self, to: NodeId, context: Vec<u8>) {
+        // Never tell a follower to commit past what it is known to hold.
+        let pr = self.prs.progress.get_mut(&to).expect("a tracked peer");
+        let commit = pr.matched.min(self.raft_log.committed);
+        pr.commit_sent = pr.commit_sent.max(commit);
+        self.send(Message {
+            msg_type: MessageType::Heartbeat,
+            to,
+            commit,
+            context,
+            ..Default::default()
+        });
     }
 
     fn handle_append_response(&mut self, m: &Message) {

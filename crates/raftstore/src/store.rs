@@ -140,7 +140,7 @@ impl Store {
         }
         let mut batch = WriteBatch::new();
         PeerStorage::write_bootstrap_state(&mut batch, &region)?;
-        self.engine.write(&batch, true)?;
+        self.engine.write_owned(batch, true)?;
         let storage = PeerStorage::load(self.engine.clone(), region.clone(), me.id)?;
         self.peers.insert(region.id, Peer::new(&self.config, me, storage)?);
         Ok(())
@@ -348,7 +348,7 @@ impl Store {
         events::peer_destroyed(region_id, peer.meta.id, peer.region().epoch.conf_ver, reason);
         let mut batch = WriteBatch::new();
         let tombstone = peer.raw.store().write_destroy(&mut batch, &peer.meta)?;
-        self.engine.write(&batch, true)?;
+        self.engine.write_owned(batch, true)?;
         peer.fail_all(RegionError::RegionNotFound { region_id }, &mut self.responses);
         self.tombstones.insert(region_id, tombstone);
         self.assemblies.remove(&region_id);
@@ -608,7 +608,7 @@ fn apply_after_snapshot(
     if !batch.is_empty() {
         // Not synced: the entries are in the synced log and are applied again after a crash
         // that loses this write.
-        engine.write(&batch, false)?;
+        engine.write_owned(batch, false)?;
     }
     out.append(&mut answers);
     Ok(())
