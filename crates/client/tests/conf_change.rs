@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use minikv_client::net::{Inbox, send_msg};
 use minikv_client::{ClientConfig, Clock, Error, RawClient};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -15,7 +16,6 @@ use minikv_proto::kvrpc::{
 };
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
 use minikv_proto::raftpb::ConfChangeType;
-use minikv_proto::{decode, encode};
 
 const STORE_ADDR: &str = "10.0.0.1:20160";
 
@@ -43,17 +43,17 @@ fn epoch_not_match(current: Region) -> RegionError {
 
 async fn serve(mut script: Script, log: Arc<Mutex<Vec<KvRequestEnvelope>>>) {
     let endpoint = minikv_client::net::Endpoint::bind(STORE_ADDR).await.expect("store binds");
-    let mut buf = vec![0; 1 << 16];
+    let inbox = Inbox::new(TAG_KV_REQUEST, 1 << 16);
     loop {
-        let (len, from) = endpoint.recv_from(TAG_KV_REQUEST, &mut buf).await.expect("recv");
-        let request: KvRequestEnvelope = decode(&buf[..len]).expect("a request");
+        let (request, from) = inbox.recv::<KvRequestEnvelope>(&endpoint).await.expect("recv");
+        let request = request.expect("a request");
         let response = {
             let mut log = log.lock().unwrap();
             log.push(request.clone());
             script(&log)
         };
         let envelope = KvResponseEnvelope { request_id: request.request_id, response };
-        endpoint.send_to(from, TAG_KV_RESPONSE, &encode(&envelope).unwrap()).await.expect("send");
+        send_msg(&endpoint, from, TAG_KV_RESPONSE, envelope).await.expect("send");
     }
 }
 

@@ -26,7 +26,8 @@ pub struct NodeConfig {
     /// simulated time, so one task caps a tag at 1000 messages per simulated second and the
     /// rest queue up; several tasks receive in parallel.
     pub receive_tasks_per_tag: usize,
-    /// Largest message the node receives (bigger ones are dropped as undecodable).
+    /// Largest encoded message the node receives (bigger ones are dropped). In simulation
+    /// values travel unencoded, so only hand-made byte messages are held to it.
     pub max_message_bytes: usize,
     pub store: StoreConfig,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use madsim::time::Instant;
 use minikv_client::Clock;
 use minikv_client::alarm::Alarm;
-use minikv_client::net::Endpoint;
+use minikv_client::net::{Endpoint, Inbox, WireMessage, send_msg};
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -20,7 +20,6 @@ use minikv_proto::kvrpc::{
 };
 use minikv_proto::metapb::{Region, StoreId};
 use minikv_proto::raft_serverpb::RaftMessage;
-use minikv_proto::{decode, encode};
 use minikv_raftstore::{ReqToken, Store};
 use tokio::sync::mpsc;
 
@@ -53,7 +52,7 @@ pub struct Node {
     probe: NodeProbe,
     waiting: BTreeMap<ReqToken, Waiting>,
     /// The send queue of Raft messages to each store (see `spawn_sender`).
-    raft_queues: BTreeMap<StoreId, mpsc::UnboundedSender<Vec<u8>>>,
+    raft_queues: BTreeMap<StoreId, mpsc::UnboundedSender<RaftMessageBatch>>,
     /// When the next tick is due on the node's clock.
     tick_due_ms: u64,
     next_token: u64,
@@ -320,7 +319,6 @@ impl Node {
         let mut batches = 0;
         for (store_id, messages) in by_store {
             let Some(addr) = self.config.stores.get(&store_id).copied() else { continue };
-            let bytes = encode(&RaftMessageBatch { messages }).expect("raft messages encode");
             let endpoint = &self.endpoint;
             let queue = self.raft_queues.entry(store_id).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -328,15 +326,15 @@ impl Node {
                 tx
             });
             // The sender is gone only with the node itself: the message is lost, as it would be.
-            let _ = queue.send(bytes);
+            let _ = queue.send(RaftMessageBatch { messages });
             batches += 1;
         }
         self.probe.update(|p| p.raft_batches_sent += batches);
     }
 
     fn reply(&mut self, to: SocketAddr, request_id: u64, response: KvResponse) {
-        let bytes = encode(&KvResponseEnvelope { request_id, response }).expect("responses encode");
-        send_detached(self.endpoint.clone(), to, TAG_KV_RESPONSE, bytes);
+        let envelope = KvResponseEnvelope { request_id, response };
+        send_detached(self.endpoint.clone(), to, TAG_KV_RESPONSE, envelope);
         self.probe.update(|p| p.requests_answered += 1);
     }
 
@@ -359,31 +357,31 @@ impl Node {
 /// Sends what arrives on `rx` to `to`, one message after another, like a connection's send
 /// queue; the loop only queues, so it never blocks on a slow or dead peer. Raft traffic to each store goes through one of these: a task per message would
 /// cost madsim a task allocation and record for each.
-fn spawn_sender(
+fn spawn_sender<T: WireMessage>(
     endpoint: Endpoint,
     to: SocketAddr,
     tag: u64,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<T>,
 ) {
     drop(madsim::task::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
+        while let Some(msg) = rx.recv().await {
             // A failed send is a lost message; Raft deals with it.
-            let _ = minikv_client::net::send_owned(&endpoint, to, tag, bytes).await;
+            let _ = send_msg(&endpoint, to, tag, msg).await;
         }
     }));
 }
 
 /// Sends without waiting: the loop must not block on a slow or dead peer.
-fn send_detached(endpoint: Endpoint, to: SocketAddr, tag: u64, bytes: Vec<u8>) {
+fn send_detached<T: WireMessage>(endpoint: Endpoint, to: SocketAddr, tag: u64, msg: T) {
     drop(madsim::task::spawn(async move {
         // A failed send is a lost message; Raft and the client's deadline deal with it.
-        let _ = minikv_client::net::send_owned(&endpoint, to, tag, bytes).await;
+        let _ = send_msg(&endpoint, to, tag, msg).await;
     }));
 }
 
 /// Receives messages with `tag` forever and forwards them to the loop. Runs in its own task
-/// so that no message is lost to a cancelled receive. Messages over `max_message_bytes` are
-/// dropped.
+/// so that no message is lost to a cancelled receive. Messages over `max_message_bytes` or
+/// that do not decode are dropped.
 fn spawn_receiver(
     endpoint: Endpoint,
     tag: u64,
@@ -391,74 +389,24 @@ fn spawn_receiver(
     tx: mpsc::UnboundedSender<Event>,
 ) {
     drop(madsim::task::spawn(async move {
-        let mut receiver = Receiver::new(max_message_bytes);
+        let inbox = Inbox::new(tag, max_message_bytes);
         loop {
-            let Ok((bytes, from)) = receiver.recv(&endpoint, tag).await else { return };
-            let Some(bytes) = bytes else { continue };
-            let event = match tag {
-                TAG_RAFT => match decode::<RaftMessageBatch>(bytes) {
-                    Ok(batch) => Event::Raft(batch),
-                    Err(_) => continue,
-                },
-                _ => match decode::<KvRequestEnvelope>(bytes) {
-                    Ok(envelope) => Event::Kv(envelope, from),
-                    Err(_) => continue,
-                },
+            let event = if tag == TAG_RAFT {
+                let Ok((batch, _)) = inbox.recv::<RaftMessageBatch>(&endpoint).await else {
+                    return;
+                };
+                let Ok(batch) = batch else { continue };
+                Event::Raft(batch)
+            } else {
+                let Ok((envelope, from)) = inbox.recv::<KvRequestEnvelope>(&endpoint).await else {
+                    return;
+                };
+                let Ok(envelope) = envelope else { continue };
+                Event::Kv(envelope, from)
             };
             if tx.send(event).is_err() {
                 return;
             }
         }
     }));
-}
-
-/// One receive task's buffer. In simulation the message's own bytes are taken as they are (no
-/// per-task buffer of `max_message_bytes`, no copy); over a real network they are copied into
-/// a buffer of that size.
-#[derive(Debug)]
-struct Receiver {
-    #[cfg(madsim)]
-    max_message_bytes: usize,
-    buf: Vec<u8>,
-}
-
-impl Receiver {
-    #[cfg(madsim)]
-    fn new(max_message_bytes: usize) -> Receiver {
-        Receiver { max_message_bytes, buf: Vec::new() }
-    }
-
-    #[cfg(not(madsim))]
-    fn new(max_message_bytes: usize) -> Receiver {
-        Receiver { buf: vec![0u8; max_message_bytes] }
-    }
-
-    /// The next message with `tag`: its bytes (`None` when too big) and its sender.
-    #[cfg(madsim)]
-    async fn recv(
-        &mut self,
-        endpoint: &Endpoint,
-        tag: u64,
-    ) -> std::io::Result<(Option<&[u8]>, SocketAddr)> {
-        let (payload, from) = endpoint.recv_from_raw(tag).await?;
-        // Every sender of these tags uses `send_to`, which sends a `Vec<u8>`.
-        let Ok(bytes) = payload.downcast::<Vec<u8>>() else { return Ok((None, from)) };
-        if bytes.len() > self.max_message_bytes {
-            return Ok((None, from));
-        }
-        self.buf = *bytes;
-        Ok((Some(&self.buf), from))
-    }
-
-    /// The next message with `tag`: its bytes (`None` when too big) and its sender.
-    #[cfg(not(madsim))]
-    async fn recv(
-        &mut self,
-        endpoint: &Endpoint,
-        tag: u64,
-    ) -> std::io::Result<(Option<&[u8]>, SocketAddr)> {
-        // A bigger message is cut to the buffer's size and then fails to decode.
-        let (len, from) = endpoint.recv_from(tag, &mut self.buf).await?;
-        Ok((Some(&self.buf[..len]), from))
-    }
 }
