@@ -55,6 +55,36 @@ impl Clock {
         self.skew().reading_ms(self.real_ms()).max(0) as u64
     }
 
+    /// The runtime instant at which this clock, keeping its current skew, first reads `ms`
+    /// (now, if it already does). The same `ms` gives the same instant until the skew moves,
+    /// so a loop that waits for it again and again arms one timer, not one per wakeup.
+    pub fn instant_at_ms(&self, ms: u64) -> Instant {
+        let real_now = self.real_ms();
+        let skew = *self.skew();
+        let target = i64::try_from(ms).unwrap_or(i64::MAX);
+        if skew.reading_ms(real_now).max(0) >= target {
+            return Instant::now();
+        }
+        // The reading only changes when the runtime's time crosses a whole millisecond, and
+        // never goes back. Solve for that millisecond, then step to the first one that reads
+        // `ms` (the solution is rounded; the drift term rounds toward zero, so a losing clock
+        // may get there a couple of milliseconds early: start a little before it). A clock
+        // that does not advance is looked at again a millisecond later.
+        let rate_ppm = 1_000_000 + skew.drift_ppm;
+        let start = if rate_ppm > 0 {
+            let scaled = (i128::from(target) - i128::from(skew.offset_ms)) * 1_000_000
+                + i128::from(skew.drift_since_ms) * i128::from(skew.drift_ppm);
+            let estimate = i64::try_from(scaled / i128::from(rate_ppm)).unwrap_or(i64::MAX);
+            estimate.saturating_sub(3).max(real_now + 1)
+        } else {
+            real_now + 1
+        };
+        let real = (start..start.saturating_add(8))
+            .find(|&real| skew.reading_ms(real) >= target)
+            .unwrap_or(real_now + 1);
+        self.origin + Duration::from_millis(real as u64)
+    }
+
     /// Sets the offset against the runtime's time (positive: ahead). The drift accumulated so
     /// far is kept.
     pub fn set_offset_ms(&self, offset_ms: i64) {
@@ -136,5 +166,47 @@ mod tests {
         clock.reset();
         assert_eq!(clock.now_ms(), 1_300);
         assert_eq!(clock.drift_ppm(), 0);
+    }
+
+    /// Sleeps until `at` and checks the clock then reads `ms`, and read below it a
+    /// millisecond earlier.
+    async fn reads_first_at(clock: &Clock, at: Instant, ms: u64) {
+        madsim::time::sleep_until(at - Duration::from_millis(1)).await;
+        assert!(clock.now_ms() < ms, "{} already reads {ms} a millisecond early", clock.now_ms());
+        madsim::time::sleep_until(at).await;
+        assert_eq!(clock.now_ms(), ms);
+    }
+
+    #[madsim::test]
+    async fn the_instant_a_reading_is_reached_is_exact_and_stable_under_skew() {
+        let clock = Clock::new();
+        let origin = Instant::now();
+        madsim::time::sleep(Duration::from_micros(2_500)).await;
+        // Asked again later (within the same millisecond or not), the answer is the same.
+        let at = clock.instant_at_ms(40);
+        assert_eq!(at, origin + Duration::from_millis(40));
+        madsim::time::sleep(Duration::from_micros(1_700)).await;
+        assert_eq!(clock.instant_at_ms(40), at);
+        reads_first_at(&clock, at, 40).await;
+        assert_eq!(clock.instant_at_ms(40), Instant::now(), "a reading already reached is now");
+
+        clock.set_offset_ms(25);
+        let at = clock.instant_at_ms(100);
+        assert_eq!(at, origin + Duration::from_millis(75));
+        reads_first_at(&clock, at, 100).await;
+
+        for drift_ppm in [300_000, -400_000, 7] {
+            clock.set_drift_ppm(drift_ppm);
+            let target = clock.now_ms() + 50;
+            let at = clock.instant_at_ms(target);
+            madsim::time::sleep(Duration::from_micros(300)).await;
+            assert_eq!(clock.instant_at_ms(target), at, "drift {drift_ppm}: stable");
+            reads_first_at(&clock, at, target).await;
+        }
+
+        // A stopped clock never gets there: it is looked at again a millisecond later.
+        clock.set_drift_ppm(-1_000_000);
+        let at = clock.instant_at_ms(clock.now_ms() + 5);
+        assert!(at > Instant::now() && at <= Instant::now() + Duration::from_millis(1));
     }
 }

@@ -173,11 +173,12 @@ impl Node {
                 next_tick_ms = (next_tick_ms + tick_ms).max(now + 1);
                 self.tick_due_ms = next_tick_ms;
             } else {
-                let deadline = Instant::now() + Duration::from_millis(next_tick_ms - now);
-                match tick_alarm.race(deadline, rx.recv()).await {
+                // The same instant for every wait on this tick: one timer per tick.
+                let tick_at = self.clock.instant_at_ms(next_tick_ms);
+                match tick_alarm.race(tick_at, rx.recv()).await {
                     Some(Some(event)) => {
                         self.on_event(event)?;
-                        self.gather(&mut rx, &mut gather_alarm, next_tick_ms).await?;
+                        self.gather(&mut rx, &mut gather_alarm, tick_at).await?;
                     }
                     Some(None) => return Ok(()),
                     None => {}
@@ -192,30 +193,28 @@ impl Node {
         }
     }
 
-    /// Keeps taking events for `ready_batch_window_ms` (never past the next tick), so that the
-    /// Readies they cause are handled together.
+    /// Keeps taking events for `ready_batch_window_ms` of runtime time from the first one
+    /// (never past the next tick, due at `tick_at`), so that the Readies they cause are handled
+    /// together.
     async fn gather(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
         alarm: &mut Alarm,
-        next_tick_ms: u64,
+        tick_at: Instant,
     ) -> Result<()> {
-        let window_ms = self.config.ready_batch_window_ms;
-        if window_ms == 0 {
+        let window = Duration::from_millis(self.config.ready_batch_window_ms);
+        if window.is_zero() {
             return Ok(());
         }
-        let until_ms = (self.clock.now_ms() + window_ms).min(next_tick_ms);
-        loop {
-            let now = self.clock.now_ms();
-            if now >= until_ms {
-                return Ok(());
-            }
-            let deadline = Instant::now() + Duration::from_millis(until_ms - now);
-            match alarm.race(deadline, rx.recv()).await {
+        // One fixed deadline for the whole window: one timer, however many events come.
+        let until = (Instant::now() + window).min(tick_at);
+        while Instant::now() < until {
+            match alarm.race(until, rx.recv()).await {
                 Some(Some(event)) => self.on_event(event)?,
                 Some(None) | None => return Ok(()),
             }
         }
+        Ok(())
     }
 
     /// A whole tick interval past the due tick means ticks were missed (a pause, a stalled
