@@ -36,21 +36,28 @@ pub enum KvRequest {
     /// Which region holds `key` and which peer leads it, as this store knows. Served locally,
     /// never through Raft: the answer is a hint for the client's cache, not a read.
     LocateKey {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     RawGet {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     RawPut {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
     },
     RawDelete {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     /// Up to `limit` pairs with `start_key <= key < end_key` (empty `end_key`: unbounded).
     RawScan {
+        #[serde(with = "crate::bytes")]
         start_key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         end_key: Vec<u8>,
         limit: u64,
     },
@@ -62,13 +69,17 @@ pub enum KvRequest {
     },
     /// Sets `key` to `new_value` (deletes it when `None`) iff its value is `expected`.
     RawCas {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes::option")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "crate::bytes::option")]
         new_value: Option<Vec<u8>>,
     },
     /// Adds, promotes or removes `peer` of the region holding `key` (an operator's command,
     /// until the placement driver issues them).
     ChangePeer {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
         change_type: ConfChangeType,
         peer: Peer,
@@ -104,6 +115,7 @@ pub enum KvResponse {
         leader: Option<Peer>,
     },
     Get {
+        #[serde(with = "crate::bytes::option")]
         value: Option<Vec<u8>>,
     },
     Put,
@@ -118,6 +130,7 @@ pub enum KvResponse {
     BatchPut,
     Cas {
         succeeded: bool,
+        #[serde(with = "crate::bytes::option")]
         previous: Option<Vec<u8>>,
     },
     /// The region after a membership change.

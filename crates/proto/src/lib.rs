@@ -3,6 +3,7 @@
 //! Layers above depend on these types and never define wire or disk formats of their own, so a
 //! format change is one diff in one crate.
 
+pub mod bytes;
 pub mod codec;
 pub mod errorpb;
 pub mod kvrpc;

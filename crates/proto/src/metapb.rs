@@ -52,7 +52,9 @@ impl RegionEpoch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Region {
     pub id: RegionId,
+    #[serde(with = "crate::bytes")]
     pub start_key: Vec<u8>,
+    #[serde(with = "crate::bytes")]
     pub end_key: Vec<u8>,
     pub epoch: RegionEpoch,
     pub peers: Vec<Peer>,

@@ -32,30 +32,39 @@ pub struct RaftRequestHeader {
 pub enum Request {
     Get {
         cf: CfName,
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     Put {
         cf: CfName,
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
     },
     Delete {
         cf: CfName,
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     /// Up to `limit` pairs with `start_key <= key < end_key` (an empty `end_key`: the region's
     /// end), clipped to the region.
     Scan {
         cf: CfName,
+        #[serde(with = "crate::bytes")]
         start_key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         end_key: Vec<u8>,
         limit: u64,
     },
     /// Sets `key` to `new_value` (deletes it when `None`) iff its value is `expected`.
     Cas {
         cf: CfName,
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes::option")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "crate::bytes::option")]
         new_value: Option<Vec<u8>>,
     },
 }
@@ -110,6 +119,7 @@ impl RaftCmdRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Get {
+        #[serde(with = "crate::bytes::option")]
         value: Option<Vec<u8>>,
     },
     Put,
@@ -120,6 +130,7 @@ pub enum Response {
     /// Whether the swap happened, and the value found.
     Cas {
         succeeded: bool,
+        #[serde(with = "crate::bytes::option")]
         previous: Option<Vec<u8>>,
     },
 }

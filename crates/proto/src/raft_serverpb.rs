@@ -20,6 +20,7 @@ pub struct SnapshotChunk {
     pub total_bytes: u64,
     /// XXH64 of the whole snapshot's data.
     pub checksum: u64,
+    #[serde(with = "crate::bytes")]
     pub data: Vec<u8>,
 }
 

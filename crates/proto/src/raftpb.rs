@@ -21,7 +21,9 @@ pub struct Entry {
     pub entry_type: EntryType,
     pub term: u64,
     pub index: u64,
+    #[serde(with = "crate::bytes")]
     pub data: Vec<u8>,
+    #[serde(with = "crate::bytes")]
     pub context: Vec<u8>,
 }
 
@@ -62,6 +64,7 @@ pub struct SnapshotMetadata {
 /// A state-machine snapshot: `data` is opaque to Raft.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
+    #[serde(with = "crate::bytes")]
     pub data: Vec<u8>,
     pub metadata: SnapshotMetadata,
 }
@@ -103,6 +106,7 @@ pub enum ConfChangeTransition {
 pub struct ConfChangeV2 {
     pub transition: ConfChangeTransition,
     pub changes: Vec<ConfChangeSingle>,
+    #[serde(with = "crate::bytes")]
     pub context: Vec<u8>,
 }
 
@@ -177,6 +181,7 @@ pub struct Message {
     /// Hint for the term at `reject_hint` (fast backtracking).
     pub log_term_hint: u64,
     /// ReadIndex / heartbeat context.
+    #[serde(with = "crate::bytes")]
     pub context: Vec<u8>,
     /// Sending term of the request this answers (vote responses under pre-vote).
     pub request_snapshot: u64,
