@@ -232,20 +232,26 @@ impl ChecksummedBackend {
         // sector if it is one of them, else read them (verified, so that corruption is never
         // resealed as good data) before overwriting. The cached image is taken: it is put back
         // only once this write succeeded.
-        let mut buf = vec![0u8; span_bytes];
         let cached = self.last_sector.lock().expect("last-sector lock poisoned").take();
         let (mut need_head, mut need_tail) = (head_partial, tail_partial);
-        if let Some((sector, image)) = &cached {
-            if *sector == first && head_partial {
-                buf[..sector_bytes].copy_from_slice(image);
+        let mut buf = match cached {
+            // The usual log append: it starts in the sector written last, whose image becomes
+            // the head of the buffer as it is (no zeroing, no copy).
+            Some((sector, mut image)) if sector == first && head_partial => {
                 need_head = false;
                 need_tail &= first != last;
-            } else if *sector == last && tail_partial {
-                buf[span_bytes - sector_bytes..].copy_from_slice(image);
+                image.resize(span_bytes, 0);
+                image
+            }
+            Some((sector, image)) if sector == last && tail_partial => {
+                let mut buf = vec![0u8; span_bytes];
+                buf[span_bytes - sector_bytes..].copy_from_slice(&image);
                 need_tail = false;
                 need_head &= first != last;
+                buf
             }
-        }
+            _ => vec![0u8; span_bytes],
+        };
         if need_head && need_tail && last - first <= 1 {
             self.read_sectors_into(first, &mut buf)?;
         } else {
@@ -274,9 +280,9 @@ impl ChecksummedBackend {
             sum.copy_from_slice(&seal(self.first_sector + first + i as u64, payload).to_le_bytes());
         }
         self.inner.write(first * SECTOR_BYTES, &buf)?;
-        let mut image = cached.map(|(_, image)| image).unwrap_or_default();
-        image.clear();
-        image.extend_from_slice(&buf[span_bytes - sector_bytes..]);
+        // The last sector's image is kept for the next append (the buffer itself when it is
+        // that one sector).
+        let image = if first == last { buf } else { buf.split_off(span_bytes - sector_bytes) };
         *self.last_sector.lock().expect("last-sector lock poisoned") = Some((last, image));
         Ok(())
     }
