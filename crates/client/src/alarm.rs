@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 
 use madsim::time::Instant;
 
+use crate::clock::RuntimeTime;
+
 type BoxedSleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// See the module documentation.
@@ -23,6 +25,7 @@ pub struct Alarm {
     armed: Option<(Instant, BoxedSleep)>,
     /// Timers armed so far (each is one timer in the runtime).
     armed_count: u64,
+    time: RuntimeTime,
 }
 
 impl std::fmt::Debug for Alarm {
@@ -37,7 +40,7 @@ impl std::fmt::Debug for Alarm {
 impl Alarm {
     /// Ready once `deadline` has passed.
     pub fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
-        let now = Instant::now();
+        let now = self.time.now();
         if now >= deadline {
             return Poll::Ready(());
         }

@@ -7,11 +7,47 @@ use std::time::Duration;
 use madsim::time::Instant;
 
 /// A node's view of time. Clones share the skew: skewing one skews every holder.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Clock {
     /// Start of the clock's epoch (the runtime's time when the clock was made).
     origin: Instant,
     skew: Arc<Mutex<Skew>>,
+    time: RuntimeTime,
+}
+
+/// The runtime's time source, read directly. In simulation `Instant::now()` reaches it through
+/// madsim's process-wide `clock_gettime` hook, which finds the runtime again (and clones its
+/// handle) on every call; this keeps the handle of the runtime it was made in (none when made
+/// outside one, and then reads `Instant::now()`).
+#[derive(Clone)]
+pub(crate) struct RuntimeTime {
+    #[cfg(madsim)]
+    handle: Option<madsim::time::TimeHandle>,
+}
+
+impl Default for RuntimeTime {
+    fn default() -> Self {
+        RuntimeTime {
+            #[cfg(madsim)]
+            handle: madsim::time::TimeHandle::try_current(),
+        }
+    }
+}
+
+impl RuntimeTime {
+    pub(crate) fn now(&self) -> Instant {
+        #[cfg(madsim)]
+        if let Some(handle) = &self.handle {
+            return handle.now_instant();
+        }
+        Instant::now()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock").field("origin", &self.origin).field("skew", &self.skew).finish()
+    }
 }
 
 /// How a clock departs from the runtime's time.
@@ -38,11 +74,20 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock { origin: Instant::now(), skew: Arc::new(Mutex::new(Skew::default())) }
+        Clock {
+            origin: Instant::now(),
+            skew: Arc::new(Mutex::new(Skew::default())),
+            time: RuntimeTime::default(),
+        }
+    }
+
+    /// The runtime's time (unskewed): what `Instant::now()` says, read more cheaply.
+    pub fn now_instant(&self) -> Instant {
+        self.time.now()
     }
 
     fn real_ms(&self) -> i64 {
-        self.origin.elapsed().as_millis() as i64
+        self.now_instant().saturating_duration_since(self.origin).as_millis() as i64
     }
 
     fn skew(&self) -> std::sync::MutexGuard<'_, Skew> {
@@ -63,7 +108,7 @@ impl Clock {
         let skew = *self.skew();
         let target = i64::try_from(ms).unwrap_or(i64::MAX);
         if skew.reading_ms(real_now).max(0) >= target {
-            return Instant::now();
+            return self.now_instant();
         }
         // The reading only changes when the runtime's time crosses a whole millisecond, and
         // never goes back. Solve for that millisecond, then step to the first one that reads

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use madsim::time::Instant;
-
 use crate::net::{Endpoint, Inbox, send_msg};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -491,7 +489,7 @@ impl RawClient {
             if now >= deadline_ms {
                 return Attempt::NoAnswer;
             }
-            let deadline = Instant::now() + Duration::from_millis(deadline_ms - now);
+            let deadline = self.clock.now_instant() + Duration::from_millis(deadline_ms - now);
             let received = self
                 .alarm
                 .race(deadline, self.inbox.recv::<KvResponseEnvelope>(&self.endpoint))

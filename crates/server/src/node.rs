@@ -207,8 +207,8 @@ impl Node {
             return Ok(());
         }
         // One fixed deadline for the whole window: one timer, however many events come.
-        let until = (Instant::now() + window).min(tick_at);
-        while Instant::now() < until {
+        let until = (self.clock.now_instant() + window).min(tick_at);
+        while self.clock.now_instant() < until {
             match alarm.race(until, rx.recv()).await {
                 Some(Some(event)) => self.on_event(event)?,
                 Some(None) | None => return Ok(()),
