@@ -20,17 +20,16 @@ pub struct Clock {
 /// handle) on every call; this keeps the handle of the runtime it was made in (none when made
 /// outside one, and then reads `Instant::now()`).
 #[derive(Clone)]
+#[cfg_attr(not(madsim), derive(Default))]
 pub(crate) struct RuntimeTime {
     #[cfg(madsim)]
     handle: Option<madsim::time::TimeHandle>,
 }
 
+#[cfg(madsim)]
 impl Default for RuntimeTime {
     fn default() -> Self {
-        RuntimeTime {
-            #[cfg(madsim)]
-            handle: madsim::time::TimeHandle::try_current(),
-        }
+        RuntimeTime { handle: madsim::time::TimeHandle::try_current() }
     }
 }
 
