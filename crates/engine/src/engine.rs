@@ -90,6 +90,10 @@ struct Live {
     wal: Wal,
     mem: Memtable,
     counters: Arc<Counters>,
+    /// redb's contents with every table open, for the reads that miss the memtable: made on
+    /// the first such read, dropped at each commit (the only time redb changes), so that a
+    /// read does not begin a transaction and open a table every time.
+    view: Option<EngineSnapshot>,
 }
 
 enum State {
@@ -155,7 +159,8 @@ fn open_live(disk: &dyn Disk, config: &EngineConfig, counters: &Arc<Counters>) -
     let (wal, replayed) =
         Wal::open(ChecksummedBackend::new_at(Box::new(wal_part), first_sector), flushed_seq)
             .map_err(|e| Error::from_io("replay", &e))?;
-    let mut live = Live { db, wal, mem: Memtable::default(), counters: counters.clone() };
+    let mut live =
+        Live { db, wal, mem: Memtable::default(), counters: counters.clone(), view: None };
     for record in replayed {
         let ranges = live.range_deletions(&record.batch)?;
         live.apply_to_mem(record.batch, ranges);
@@ -260,6 +265,16 @@ fn commit_to_db(
     Ok(())
 }
 
+/// A read transaction on `db` with every column family's table open.
+fn open_view(db: &Database) -> Result<EngineSnapshot, redb::Error> {
+    let txn = db.begin_read()?;
+    let mut tables = Vec::with_capacity(Cf::COUNT);
+    for def in TABLES {
+        tables.push(txn.open_table(def)?);
+    }
+    Ok(EngineSnapshot { txn, tables })
+}
+
 fn get_in(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     key: &[u8],
@@ -291,20 +306,16 @@ fn scan_merged(
 impl Live {
     /// The redb keys each range deletion of `batch` removes, in the batch's order. Read
     /// before the batch is logged, so that applying it to the memtable cannot fail.
-    fn range_deletions(&self, batch: &WriteBatch) -> Result<Vec<Vec<Vec<u8>>>> {
+    fn range_deletions(&mut self, batch: &WriteBatch) -> Result<Vec<Vec<Vec<u8>>>> {
         let mut out = Vec::new();
-        let mut txn = None;
         for (cf, mutation) in batch.ops() {
             let Mutation::DeleteRange { start, end } = mutation else { continue };
-            if txn.is_none() {
-                txn = Some(self.db.begin_read().map_err(|e| Error::from_redb("write", e.into()))?);
-            }
-            let txn = txn.as_ref().expect("opened just above");
+            let view = self.view().map_err(|e| Error::from_redb("write", e))?;
             let keys = (|| -> Result<Vec<Vec<u8>>, redb::Error> {
                 if end.as_deref().is_some_and(|end| end <= start.as_slice()) {
                     return Ok(Vec::new());
                 }
-                let t = txn.open_table(table(*cf))?;
+                let t = &view.tables[cf.index()];
                 let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
                 // Keys only: the values are about to be deleted.
                 t.range::<&[u8]>((Bound::Included(start.as_slice()), upper))?
@@ -368,6 +379,7 @@ impl Live {
 
     /// A batch bigger than the log: it goes to redb with the memtable, durably.
     fn write_direct(&mut self, batch: &WriteBatch) -> Result<()> {
+        self.view = None;
         let seq = self.wal.take_seq();
         commit_to_db(&self.db, &self.mem, Some(batch), seq)
             .map_err(|e| Error::from_redb("write", e))?;
@@ -381,6 +393,7 @@ impl Live {
         if self.mem.is_empty() {
             return Ok(());
         }
+        self.view = None;
         let seq = self.wal.next_seq() - 1;
         commit_to_db(&self.db, &self.mem, None, seq).map_err(|e| Error::from_redb("flush", e))?;
         self.flushed();
@@ -393,23 +406,31 @@ impl Live {
         self.wal.reset();
     }
 
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+    /// The read view of redb as it is now (see `view`).
+    fn view(&mut self) -> Result<&EngineSnapshot, redb::Error> {
+        if self.view.is_none() {
+            self.view = Some(open_view(&self.db)?);
+        }
+        Ok(self.view.as_ref().expect("made just above"))
+    }
+
+    fn get(&mut self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
         if let Some(value) = self.mem.get(cf, key) {
             return Ok(value.map(<[u8]>::to_vec));
         }
-        let txn = self.db.begin_read()?;
-        get_in(&txn.open_table(table(cf))?, key)
+        get_in(&self.view()?.tables[cf.index()], key)
     }
 
     fn scan(
-        &self,
+        &mut self,
         cf: Cf,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KvPair>, redb::Error> {
-        let txn = self.db.begin_read()?;
-        scan_merged(&txn.open_table(table(cf))?, &self.mem, cf, start, end, limit)
+        self.view()?;
+        let view = self.view.as_ref().expect("made just above");
+        scan_merged(&view.tables[cf.index()], &self.mem, cf, start, end, limit)
     }
 }
 
@@ -467,7 +488,7 @@ impl Engine {
 
     /// The value of `key` in `cf`, if any.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_live("get", |live| live.get(cf, key).map_err(|e| Error::from_redb("get", e)))
+        self.with_live_mut("get", |live| live.get(cf, key).map_err(|e| Error::from_redb("get", e)))
     }
 
     /// Up to `limit` entries of `cf` with `start <= key < end` (`end: None`: no upper bound),
@@ -479,7 +500,7 @@ impl Engine {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KvPair>> {
-        self.with_live("scan", |live| {
+        self.with_live_mut("scan", |live| {
             live.scan(cf, start, end, limit).map_err(|e| Error::from_redb("scan", e))
         })
     }
@@ -489,15 +510,7 @@ impl Engine {
     pub fn snapshot(&self) -> Result<EngineSnapshot> {
         self.with_live_mut("snapshot", |live| {
             live.flush()?;
-            let open = || -> Result<EngineSnapshot, redb::Error> {
-                let txn = live.db.begin_read()?;
-                let mut tables = Vec::with_capacity(Cf::COUNT);
-                for def in TABLES {
-                    tables.push(txn.open_table(def)?);
-                }
-                Ok(EngineSnapshot { txn, tables })
-            };
-            open().map_err(|e| Error::from_redb("snapshot", e))
+            open_view(&live.db).map_err(|e| Error::from_redb("snapshot", e))
         })
     }
 
@@ -522,15 +535,10 @@ impl Engine {
         self.state.read().expect("engine state lock poisoned")
     }
 
-    /// Runs `f` on the open engine; on a disk fault reopens before returning the error. Reads
-    /// take the same exclusive lock as writes: one store loop drives an engine, and a read
-    /// may not overlap a flush.
-    fn with_live<T>(&self, op: &'static str, f: impl FnOnce(&Live) -> Result<T>) -> Result<T> {
-        self.with_live_mut(op, |live| f(live))
-    }
-
     /// Runs `f` on the open engine, which it may change; on a disk fault reopens before
-    /// returning the error.
+    /// returning the error. Reads take the same exclusive lock as writes (they may make the
+    /// engine's read view): one store loop drives an engine, and a read may not overlap a
+    /// flush.
     fn with_live_mut<T>(
         &self,
         op: &'static str,

@@ -205,3 +205,49 @@ fn the_file_backend_round_trips() {
     // The file holds checksummed sectors: its length is a whole number of them.
     assert_eq!(std::fs::metadata(&path).unwrap().len() % 4096, 0);
 }
+
+/// Reads that miss the memtable go to a kept read view of redb, which each flush must
+/// replace: with a memtable flushed after nearly every write, and gets, scans and range
+/// deletions in between, every read agrees with a model.
+#[test]
+fn reads_see_every_flush() {
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use std::collections::BTreeMap;
+
+    let disk = SimDisk::new(7, SimDiskConfig::default());
+    let config = EngineConfig { memtable_bytes_max: 1, ..EngineConfig::default() };
+    let engine = Engine::open_with(disk, config).expect("open");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let key = |n: u64| format!("k{:02}", n % 40).into_bytes();
+    for step in 0..2_000u64 {
+        let mut batch = WriteBatch::new();
+        match rng.next_u64() % 10 {
+            0 => {
+                let (a, b) = (key(rng.next_u64()), key(rng.next_u64()));
+                let (start, end) = if a <= b { (a, b) } else { (b, a) };
+                batch.delete_range(Cf::Default, &start, Some(&end));
+                model.retain(|k, _| k < &start || k >= &end);
+            }
+            1 | 2 => {
+                let k = key(rng.next_u64());
+                batch.delete(Cf::Default, &k);
+                model.remove(&k);
+            }
+            _ => {
+                let (k, v) = (key(rng.next_u64()), step.to_le_bytes().to_vec());
+                batch.put(Cf::Default, &k, &v);
+                model.insert(k, v);
+            }
+        }
+        engine.write(&batch, step % 3 == 0).unwrap();
+        let k = key(rng.next_u64());
+        assert_eq!(engine.get(Cf::Default, &k).unwrap(), model.get(&k).cloned(), "step {step}");
+        if step % 50 == 0 {
+            let all: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            assert_eq!(engine.scan(Cf::Default, b"", None, usize::MAX).unwrap(), all);
+        }
+    }
+    assert!(engine.stats().flushes > 1_000, "{:?}", engine.stats());
+}
