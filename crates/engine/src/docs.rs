@@ -103,8 +103,8 @@
 //!
 //! - A latent error in the log sector just past its live end fails the open (replay must read
 //!   that header to know the log ended), though no live data is there.
-//! - The memtable keeps deletions of keys redb may not hold (a Raft entry written and
-//!   compacted between two flushes); each costs a lookup at the flush.
+//! - The memtable keeps point deletions of keys redb may not hold; each costs a lookup at the
+//!   flush. (A range deletion knows which keys redb holds, and drops the others.)
 //! - On a real disk that tears *inside* a 4 KiB sector (512-byte atomic writes), a torn write
 //!   of sector 0, which holds redb's header and is rewritten in place by every commit, would
 //!   fail its checksum and make the file unopenable; redb alone would have used the other

@@ -45,6 +45,13 @@ impl Memtable {
         self.bytes += added;
     }
 
+    /// Forgets whatever the memtable says of `key` (reads then go to redb).
+    pub fn remove(&mut self, cf: Cf, key: &[u8]) {
+        if let Some(value) = self.cfs[cf.index()].remove(key) {
+            self.bytes -= entry_bytes(key, &value);
+        }
+    }
+
     /// Records `key = value` (`None`: deleted).
     pub fn set(&mut self, cf: Cf, key: &[u8], value: Option<&[u8]>) {
         self.set_owned(cf, key.to_vec(), value.map(<[u8]>::to_vec));
@@ -163,6 +170,10 @@ mod tests {
         assert_eq!(mem.bytes(), one - 100);
         assert_eq!(mem.get(Cf::Lock, b"k"), Some(None));
         assert_eq!(mem.get(Cf::Default, b"k"), None);
+        mem.set(Cf::Lock, b"j", Some(b"v"));
+        mem.remove(Cf::Lock, b"j");
+        mem.remove(Cf::Lock, b"absent");
+        assert_eq!((mem.get(Cf::Lock, b"j"), mem.bytes()), (None, one - 100));
         mem.clear();
         assert!(mem.is_empty());
         assert_eq!(mem.bytes(), 0);
