@@ -1,7 +1,7 @@
-//! `cargo xtask bench <target>`: runs one benchmark binary in release mode (those of
-//! `minikv-bench`, and `minikv-sim bench` for `sim`).
+//! `cargo xtask bench <target>`: runs one benchmark binary built with the `optimized` profile
+//! (those of `minikv-bench`, and `minikv-sim bench` for `sim`).
 
-use crate::cmd::{cargo, run_madsim_release, run_passthrough};
+use crate::cmd::{Profile, cargo, run_madsim, run_passthrough};
 use std::process::ExitCode;
 
 /// One benchmark target: its name, its package and binary, the arguments that come before the
@@ -71,10 +71,20 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let args: Vec<&str> =
         target.args.iter().copied().chain(rest.iter().map(String::as_str)).collect();
     if target.madsim {
-        return run_madsim_release(target.package, target.bin, &args);
+        return run_madsim(target.package, target.bin, Profile::Optimized, &args);
     }
-    let mut command =
-        cargo(&["run", "--release", "--quiet", "-p", target.package, "--bin", target.bin, "--"]);
+    let profile = Profile::Optimized.name();
+    let mut command = cargo(&[
+        "run",
+        "--profile",
+        profile,
+        "--quiet",
+        "-p",
+        target.package,
+        "--bin",
+        target.bin,
+        "--",
+    ]);
     command.args(args);
     run_passthrough(&mut command)
 }

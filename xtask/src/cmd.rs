@@ -44,26 +44,46 @@ pub fn with_madsim(command: &mut Command) {
     command.env("CARGO_TARGET_DIR", madsim_target_dir());
 }
 
-/// Builds `bin` of `package` in release mode for the simulated build (`--cfg madsim`, target
+/// The cargo profile a build uses (see `Cargo.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `release`: quick to rebuild, for one-off runs and replays.
+    Release,
+    /// `optimized`: release with whole-program optimization, slower to build and faster to
+    /// run, for sweeps and benchmarks.
+    Optimized,
+}
+
+impl Profile {
+    /// The profile's name, which is also its directory under the target directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Optimized => "optimized",
+        }
+    }
+}
+
+/// Builds `bin` of `package` with `profile` for the simulated build (`--cfg madsim`, target
 /// dir [`madsim_target_dir`]) and returns the binary's path. Cargo's progress goes to stderr, so
 /// the binary's stdout is all that reaches ours.
-pub fn build_madsim_release(package: &str, bin: &str) -> Result<PathBuf, String> {
-    let mut build = cargo(&["build", "--release", "-p", package, "--bin", bin]);
+pub fn build_madsim(package: &str, bin: &str, profile: Profile) -> Result<PathBuf, String> {
+    let mut build = cargo(&["build", "--profile", profile.name(), "-p", package, "--bin", bin]);
     with_madsim(&mut build);
     run_step("build", &mut build)?;
     let exe = format!("{bin}{}", std::env::consts::EXE_SUFFIX);
-    Ok(madsim_target_dir().join("release").join(exe))
+    Ok(madsim_target_dir().join(profile.name()).join(exe))
 }
 
-/// Builds `bin` with [`build_madsim_release`] and runs it with `args` from the caller's
-/// directory (so relative paths in `args` mean what the user meant), passing its exit code
-/// through.
-pub fn run_madsim_release<S: AsRef<std::ffi::OsStr>>(
+/// Builds `bin` with [`build_madsim`] and runs it with `args` from the caller's directory (so
+/// relative paths in `args` mean what the user meant), passing its exit code through.
+pub fn run_madsim<S: AsRef<std::ffi::OsStr>>(
     package: &str,
     bin: &str,
+    profile: Profile,
     args: &[S],
 ) -> Result<ExitCode, String> {
-    let exe = build_madsim_release(package, bin)?;
+    let exe = build_madsim(package, bin, profile)?;
     run_passthrough(Command::new(exe).args(args))
 }
 

@@ -20,11 +20,13 @@ commands:
   sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR]
                        run many seeds in parallel: JSON lines, replay commands for failures
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
-  bench <target>       run a benchmark in release mode (targets: raft, engine, checker, sim-kv, sim)
+  bench <target>       run a benchmark, optimized build (targets: raft, engine, checker, sim-kv, sim)
   check [args]         check a history file: cargo xtask check --model linearizable FILE [--html OUT] [--json]
 
-sim, replay, sweep and bench sim build minikv-sim with --cfg madsim (release, target/madsim);
-`cargo xtask sim --help` shows every flag.";
+sim, replay, sweep and bench sim build minikv-sim with --cfg madsim in target/madsim: sim and
+replay with the release profile (quick to rebuild), sweep and bench with the optimized profile
+(whole-program optimization: slower to build, faster to run); `cargo xtask sim --help` shows
+every flag.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
