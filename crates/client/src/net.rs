@@ -369,3 +369,45 @@ mod tests {
         assert!(delivered, "the restarted peer was never reached");
     }
 }
+
+#[cfg(all(test, madsim))]
+mod sim_tests {
+    use super::*;
+    use minikv_proto::kvrpc::{KvResponse, KvResponseEnvelope};
+
+    fn envelope(request_id: u64) -> KvResponseEnvelope {
+        KvResponseEnvelope { request_id, response: KvResponse::Put }
+    }
+
+    #[madsim::test]
+    async fn an_inbox_takes_typed_values_and_drops_what_it_cannot_take_with_a_reason() {
+        let a = Endpoint::bind("127.0.0.1:1").await.unwrap();
+        let b = Endpoint::bind("127.0.0.1:2").await.unwrap();
+        let to = b.local_addr().unwrap();
+        let inbox = Inbox::new(7, 64);
+        let mut received = Vec::new();
+        // A typed value, its encoding (what a test may hand-make), garbage, an encoding over
+        // the limit, and a value of another type.
+        send_msg(&a, to, 7, envelope(1)).await.unwrap();
+        a.send_to_raw(to, 7, Box::new(minikv_proto::encode(&envelope(2)).unwrap())).await.unwrap();
+        a.send_to_raw(to, 7, Box::new(vec![0xffu8; 3])).await.unwrap();
+        a.send_to_raw(to, 7, Box::new(vec![0u8; 65])).await.unwrap();
+        send_msg(&a, to, 7, 5u64).await.unwrap();
+        for _ in 0..5 {
+            let (msg, from) = inbox.recv::<KvResponseEnvelope>(&b).await.unwrap();
+            assert_eq!(from, a.local_addr().unwrap());
+            received.push(msg);
+        }
+        // Datagrams may arrive in any order.
+        assert!(received.contains(&Ok(envelope(1))), "{received:?}");
+        assert!(received.contains(&Ok(envelope(2))), "{received:?}");
+        assert!(received.contains(&Err(Dropped::TooBig { bytes: 65, limit_bytes: 64 })));
+        let undecodable: Vec<&Dropped> = received.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(undecodable.iter().any(|d| matches!(d, Dropped::Undecodable { bytes: 3, .. })));
+        assert!(
+            undecodable.iter().any(|d| matches!(d, Dropped::Undecodable { reason, .. }
+                if reason.contains("KvResponseEnvelope"))),
+            "{received:?}"
+        );
+    }
+}
