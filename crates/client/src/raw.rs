@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::net::{Endpoint, Inbox, send_msg};
@@ -286,18 +287,19 @@ impl RawClient {
         key: &[u8],
         request: KvRequest,
         epoch: EpochPolicy,
-    ) -> Result<(KvResponse, Region)> {
+    ) -> Result<(KvResponse, Arc<Region>)> {
         let is_read = request.is_read();
         let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
         let mut backoff_ms = self.config.backoff_base_ms;
-        let mut last_error = String::from("no attempt finished");
+        let mut last_error = None;
         loop {
             let now = self.clock.now_ms();
             if now >= deadline_ms {
+                let last_error = last_error.unwrap_or_else(|| "no attempt finished".to_string());
                 return Err(Error::DeadlineExceeded(last_error));
             }
             let Some(region) = self.locate(key, deadline_ms).await else {
-                last_error = format!("cannot locate the region of key {key:?}");
+                last_error = Some(format!("cannot locate the region of key {key:?}"));
                 self.backoff(&mut backoff_ms, deadline_ms).await;
                 continue;
             };
@@ -321,7 +323,7 @@ impl RawClient {
                     return Err(Error::Region(e));
                 }
                 Attempt::Answered(KvResponse::RegionError(e)) => {
-                    last_error = e.to_string();
+                    last_error = Some(e.to_string());
                     self.on_region_error(&region, &target, e)
                 }
                 Attempt::Answered(KvResponse::ProposalFailed(e)) => {
@@ -333,13 +335,13 @@ impl RawClient {
                     if !is_read {
                         self.stats.proposals_retried += 1;
                     }
-                    last_error = e.to_string();
+                    last_error = Some(e.to_string());
                     self.on_region_error(&region, &target, e)
                 }
                 Attempt::Answered(KvResponse::Other(reason)) => return Err(Error::Store(reason)),
                 Attempt::Answered(response) => return Ok((response, region)),
                 Attempt::NotSent(reason) => {
-                    last_error = reason;
+                    last_error = Some(reason);
                     self.cache.forget_leader(region.id);
                     self.rotation += 1;
                     Next::Backoff
@@ -352,7 +354,7 @@ impl RawClient {
                             target.store_id
                         )));
                     }
-                    last_error = format!("no answer from store {}", target.store_id);
+                    last_error = Some(format!("no answer from store {}", target.store_id));
                     self.cache.forget_leader(region.id);
                     self.rotation += 1;
                     Next::RetryNow
@@ -435,8 +437,8 @@ impl RawClient {
     }
 
     /// The cached region of `key`, or asks stores in rotation until one knows it.
-    async fn locate(&mut self, key: &[u8], deadline_ms: u64) -> Option<Region> {
-        if let Some(region) = self.cache.locate(key) {
+    async fn locate(&mut self, key: &[u8], deadline_ms: u64) -> Option<Arc<Region>> {
+        if let Some(region) = self.cache.locate_shared(key) {
             return Some(region.clone());
         }
         let stores: Vec<StoreId> = self.config.stores.keys().copied().collect();
@@ -454,10 +456,9 @@ impl RawClient {
                 && region.contains_key(key)
                 && !region.peers.is_empty()
             {
-                let id = region.id;
-                self.cache.insert(region.clone());
+                let region = self.cache.insert(region);
                 if let Some(leader) = leader {
-                    self.cache.set_leader(id, leader);
+                    self.cache.set_leader(region.id, leader);
                 }
                 return Some(region);
             }

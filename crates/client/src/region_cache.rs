@@ -2,13 +2,15 @@
 //! Region errors correct it; it is only ever a hint, never trusted over a store's answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use minikv_proto::metapb::{Peer, Region, RegionId};
 
-/// Cached regions (non-overlapping, keyed by start key) and leaders.
+/// Cached regions (non-overlapping, keyed by start key) and leaders. Regions are shared, so
+/// that a request holds the one it was sent to without copying it.
 #[derive(Debug, Default, Clone)]
 pub struct RegionCache {
-    regions: BTreeMap<Vec<u8>, Region>,
+    regions: BTreeMap<Vec<u8>, Arc<Region>>,
     leaders: BTreeMap<RegionId, Peer>,
 }
 
@@ -19,6 +21,11 @@ impl RegionCache {
 
     /// The cached region containing `key`.
     pub fn locate(&self, key: &[u8]) -> Option<&Region> {
+        self.locate_shared(key).map(|region| &**region)
+    }
+
+    /// The cached region containing `key`, shared.
+    pub fn locate_shared(&self, key: &[u8]) -> Option<&Arc<Region>> {
         let (_, region) = self
             .regions
             .range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Included(key)))
@@ -26,8 +33,9 @@ impl RegionCache {
         region.contains_key(key).then_some(region)
     }
 
-    /// Caches `region`, dropping every cached region it overlaps or that is older than it.
-    pub fn insert(&mut self, region: Region) {
+    /// Caches `region`, dropping every cached region it overlaps or that is older than it;
+    /// returns the cached copy.
+    pub fn insert(&mut self, region: Region) -> Arc<Region> {
         let overlapping: Vec<Vec<u8>> = self
             .regions
             .iter()
@@ -46,7 +54,9 @@ impl RegionCache {
         {
             self.leaders.remove(&region.id);
         }
-        self.regions.insert(region.start_key.clone(), region);
+        let region = Arc::new(region);
+        self.regions.insert(region.start_key.clone(), region.clone());
+        region
     }
 
     /// Forgets the region (and its leader).
