@@ -115,7 +115,10 @@ impl Clock {
         // may get there a couple of milliseconds early: start a little before it). A clock
         // that does not advance is looked at again a millisecond later.
         let rate_ppm = 1_000_000 + skew.drift_ppm;
-        let start = if rate_ppm > 0 {
+        let start = if skew.drift_ppm == 0 {
+            // No drift: the reading is the runtime's milliseconds plus the offset.
+            target.saturating_sub(skew.offset_ms).max(real_now + 1)
+        } else if rate_ppm > 0 {
             let scaled = (i128::from(target) - i128::from(skew.offset_ms)) * 1_000_000
                 + i128::from(skew.drift_since_ms) * i128::from(skew.drift_ppm);
             let estimate = i64::try_from(scaled / i128::from(rate_ppm)).unwrap_or(i64::MAX);

@@ -272,13 +272,16 @@ impl Store {
             batch.append(&mut peer.raw.store_mut().take_pending());
             // Addressed now, against the region as it was when Raft made them (apply below may
             // remove a peer); they leave only after the write.
-            let mut messages = Vec::new();
-            for m in rd.take_messages() {
-                match peer.wrap(m) {
-                    Some(msg) => messages.push(msg),
-                    None => self.stats.messages_dropped += 1,
-                }
-            }
+            let stats = &mut self.stats;
+            let messages: Vec<RaftMessage> = rd
+                .take_messages()
+                .into_iter()
+                .filter_map(|m| {
+                    let msg = peer.wrap(m);
+                    stats.messages_dropped += u64::from(msg.is_none());
+                    msg
+                })
+                .collect();
             readies.push((id, rd, messages));
         }
         // Answers wait for the write: a response must not claim what a failed write lost.
