@@ -251,10 +251,13 @@ impl<S: Storage> Raft<S> {
     }
 
     /// The periodic heartbeat when no read waits on one. A follower in Replicate that
-    /// acknowledged an Append since the last heartbeat, and was already told the commit index
-    /// it may apply, is skipped: the Appends reset its election timer and its acks keep it
-    /// active for check-quorum, so the heartbeat would carry nothing. Under steady writes this
-    /// removes most heartbeats and their responses.
+    /// acknowledged an Append since the last heartbeat is skipped if it was already told the
+    /// commit index it may apply, or if Appends to it are still in flight (each carries the
+    /// commit index, and their acks will bring more): the Appends reset its election timer and
+    /// its acks keep it active for check-quorum, so the heartbeat would carry nothing it is not
+    /// about to learn. If those Appends are lost, it stops acknowledging and the next heartbeat
+    /// goes out (and its response resends them). Under steady writes this removes most
+    /// heartbeats and their responses.
     fn bcast_idle_heartbeat(&mut self) {
         let ids: Vec<NodeId> = self.prs.progress.keys().copied().collect();
         for id in ids {
@@ -267,7 +270,7 @@ impl<S: Storage> Raft<S> {
             if self.skip_idle_heartbeats
                 && acked
                 && pr.state == ProgressState::Replicate
-                && pr.commit_sent >= pr.matched.min(committed)
+                && (pr.commit_sent >= pr.matched.min(committed) || pr.inflights.count() > 0)
             {
                 continue;
             }

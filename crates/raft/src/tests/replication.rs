@@ -687,6 +687,24 @@ fn idle_heartbeats_still_carry_a_commit_the_follower_was_not_told() {
 }
 
 #[test]
+fn idle_heartbeats_skip_followers_with_appends_in_flight_until_they_are_acknowledged() {
+    let mut r = quiet_leader();
+    // x and y go out to 2 (y's Append carries commit 1); 2 acknowledges x, which commits it.
+    r.step(propose(1, b"x")).unwrap();
+    r.step(propose(1, b"y")).unwrap();
+    ack(&mut r, 2, 2);
+    take_msgs(&mut r);
+    // 2 was not told commit 2, but y is in flight to it: only silent 3 gets a heartbeat.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(3, 1)]);
+    // 2 acknowledges y (commit 3): nothing in flight and commit 3 not told, so it gets one.
+    ack(&mut r, 2, 3);
+    take_msgs(&mut r);
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(2, 3), (3, 1)]);
+}
+
+#[test]
 fn idle_heartbeats_are_never_skipped_when_a_read_waits_on_them() {
     let mut r = quiet_leader();
     r.step(propose(1, b"x")).unwrap();
