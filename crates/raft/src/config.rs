@@ -40,8 +40,8 @@ pub struct Config {
     /// Do not broadcast an Append just because the commit index moved.
     pub skip_bcast_commit: bool,
     /// Leave out of a periodic heartbeat the followers that acknowledged an Append since the
-    /// last one and either already know the commit index it would carry or have Appends in
-    /// flight (see `bcast_idle_heartbeat`).
+    /// last one and to which it would add nothing: they know the commit index it would carry,
+    /// have Appends in flight, or have a probe out (see `bcast_idle_heartbeat`).
     pub skip_idle_heartbeats: bool,
     /// Seeds the election-jitter generator (a ChaCha8 stream chosen by `id`); the only randomness.
     pub rng_seed: u64,

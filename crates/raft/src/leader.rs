@@ -250,14 +250,15 @@ impl<S: Storage> Raft<S> {
         true
     }
 
-    /// The periodic heartbeat when no read waits on one. A follower in Replicate that
-    /// acknowledged an Append since the last heartbeat is skipped if it was already told the
-    /// commit index it may apply, or if Appends to it are still in flight (each carries the
-    /// commit index, and their acks will bring more): the Appends reset its election timer and
-    /// its acks keep it active for check-quorum, so the heartbeat would carry nothing it is not
-    /// about to learn. If those Appends are lost, it stops acknowledging and the next heartbeat
-    /// goes out (and its response resends them). Under steady writes this removes most
-    /// heartbeats and their responses.
+    /// The periodic heartbeat when no read waits on one. A follower that acknowledged an
+    /// Append since the last heartbeat is skipped when the heartbeat would add nothing: in
+    /// Replicate, if it was already told the commit index it may apply, or if Appends to it are
+    /// still in flight (each carries the commit index, and their acks will bring more); in
+    /// Probe, if its probe is out (a heartbeat response would only send the probe again). The
+    /// Appends reset its election timer and its acks keep it active for check-quorum. If what
+    /// is in flight is lost, it stops acknowledging and the next heartbeat goes out (and its
+    /// response resends). Under steady writes this removes most heartbeats, their responses,
+    /// and the probes they would have repeated.
     fn bcast_idle_heartbeat(&mut self) {
         let ids: Vec<NodeId> = self.prs.progress.keys().copied().collect();
         for id in ids {
@@ -267,11 +268,16 @@ impl<S: Storage> Raft<S> {
             let committed = self.raft_log.committed;
             let pr = self.prs.progress.get_mut(&id).expect("listed above");
             let acked = std::mem::take(&mut pr.acked_since_heartbeat);
-            if self.skip_idle_heartbeats
-                && acked
-                && pr.state == ProgressState::Replicate
-                && (pr.commit_sent >= pr.matched.min(committed) || pr.inflights.count() > 0)
-            {
+            let nothing_to_add = match pr.state {
+                ProgressState::Replicate => {
+                    pr.commit_sent >= pr.matched.min(committed) || pr.inflights.count() > 0
+                }
+                // Its probe is out; the response (or, if the probe is lost, the next
+                // heartbeat's) sends the next one.
+                ProgressState::Probe => pr.probe_sent,
+                ProgressState::Snapshot => false,
+            };
+            if self.skip_idle_heartbeats && acked && nothing_to_add {
                 continue;
             }
             self.send_heartbeat(id, Vec::new());

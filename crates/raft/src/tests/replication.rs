@@ -705,6 +705,32 @@ fn idle_heartbeats_skip_followers_with_appends_in_flight_until_they_are_acknowle
 }
 
 #[test]
+fn idle_heartbeats_skip_a_follower_whose_probe_is_out_until_it_stops_acknowledging() {
+    let mut r = quiet_leader();
+    // 2 acknowledges w, then rejects the Append of y (x never arrived): back to Probe, and
+    // the leader sends its probe (x and y) at once.
+    for data in [b"w", b"x", b"y"] {
+        r.step(propose(1, data)).unwrap();
+    }
+    ack(&mut r, 2, 2);
+    take_msgs(&mut r);
+    let mut reject = msg(2, 1, MessageType::AppendResponse, r.term);
+    (reject.index, reject.reject, reject.reject_hint) = (3, true, 2);
+    r.step(reject).unwrap();
+    assert_eq!(r.prs.progress[&2].state, crate::progress::ProgressState::Probe);
+    assert_eq!(appends_to(&mut r, 2), 1, "the probe");
+    // A heartbeat's response would only send that probe again: 2 is skipped.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(3, 1)]);
+    // No answer since (the probe may be lost): 2 gets the next heartbeat, whose response
+    // resends the probe.
+    r.step(msg(INVALID_ID, 1, MessageType::Beat, 0)).unwrap();
+    assert_eq!(heartbeats_to(&mut r), vec![(2, 2), (3, 1)]);
+    r.step(msg(2, 1, MessageType::HeartbeatResponse, r.term)).unwrap();
+    assert_eq!(appends_to(&mut r, 2), 1, "the probe again");
+}
+
+#[test]
 fn idle_heartbeats_are_never_skipped_when_a_read_waits_on_them() {
     let mut r = quiet_leader();
     r.step(propose(1, b"x")).unwrap();
