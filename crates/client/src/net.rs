@@ -241,16 +241,8 @@ mod real {
             Ok(())
         }
 
-        /// The next message with `tag`: copied into `buf` (cut to its length) with its sender.
-        /// Cancel-safe: a message is taken only when this returns.
-        pub async fn recv_from(&self, tag: u64, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-            let (data, from) = self.recv_owned_from(tag).await?;
-            let len = buf.len().min(data.len());
-            buf[..len].copy_from_slice(&data[..len]);
-            Ok((len, from))
-        }
-
-        /// The next message with `tag`, whole, with its sender. Cancel-safe.
+        /// The next message with `tag`, whole, with its sender. Cancel-safe: a message is taken
+        /// only when this returns.
         pub async fn recv_owned_from(&self, tag: u64) -> io::Result<(Vec<u8>, SocketAddr)> {
             loop {
                 let notified = self.inner.arrived.notified();
@@ -340,11 +332,10 @@ mod tests {
         let b_addr = b.local_addr().unwrap();
         a.send_to(b_addr, 1, b"one").await.unwrap();
         a.send_to(b_addr, 2, b"two").await.unwrap();
-        let mut buf = [0u8; 16];
-        let (n, from) = b.recv_from(2, &mut buf).await.unwrap();
-        assert_eq!((&buf[..n], from), (&b"two"[..], a.local_addr().unwrap()));
-        let (n, _) = b.recv_from(1, &mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"one");
+        let (data, from) = b.recv_owned_from(2).await.unwrap();
+        assert_eq!((data.as_slice(), from), (&b"two"[..], a.local_addr().unwrap()));
+        let (data, _) = b.recv_owned_from(1).await.unwrap();
+        assert_eq!(data, b"one");
         drop(b);
         // The peer is gone: sends fail or are lost, never panic.
         for _ in 0..3 {
@@ -355,13 +346,11 @@ mod tests {
         let mut delivered = false;
         for _ in 0..100 {
             let _ = a.send_to(b_addr, 3, b"back").await;
-            let got = tokio::time::timeout(
-                std::time::Duration::from_millis(20),
-                b.recv_from(3, &mut buf),
-            )
-            .await;
-            if let Ok(Ok((n, _))) = got {
-                assert_eq!(&buf[..n], b"back");
+            let got =
+                tokio::time::timeout(std::time::Duration::from_millis(20), b.recv_owned_from(3))
+                    .await;
+            if let Ok(Ok((data, _))) = got {
+                assert_eq!(data, b"back");
                 delivered = true;
                 break;
             }

@@ -354,8 +354,9 @@ impl Node {
 }
 
 /// Sends what arrives on `rx` to `to`, one message after another, like a connection's send
-/// queue; the loop only queues, so it never blocks on a slow or dead peer. Raft traffic to each store goes through one of these: a task per message would
-/// cost madsim a task allocation and record for each.
+/// queue; the loop only queues, so it never blocks on a slow or dead peer. Raft traffic to each
+/// store goes through one of these: a task per message would cost madsim a task allocation and
+/// record for each.
 fn spawn_sender<T: WireMessage>(
     endpoint: Endpoint,
     to: SocketAddr,
