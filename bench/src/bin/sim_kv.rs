@@ -26,7 +26,8 @@ mod sim {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
-    use minikv_client::{ClientConfig, Clock, RawClient};
+    use minikv_client::{ClientConfig, RawClient};
+    use minikv_runtime::Clock;
     use minikv_server::sim_cluster::{SimCluster, SimClusterConfig};
 
     const STORES: u64 = 5;

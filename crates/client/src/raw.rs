@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::net::{Endpoint, Inbox, send_msg};
+use minikv_runtime::net::{Endpoint, Inbox, send_msg};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvContext, KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST,
@@ -16,8 +16,8 @@ use minikv_proto::kvrpc::{
 use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
 
-use crate::alarm::Alarm;
-use crate::clock::Clock;
+use minikv_runtime::Alarm;
+use minikv_runtime::Clock;
 use crate::error::{Error, Result};
 use crate::region_cache::RegionCache;
 

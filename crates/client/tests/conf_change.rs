@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minikv_client::net::{Inbox, send_msg};
-use minikv_client::{ClientConfig, Clock, Error, RawClient};
+use minikv_runtime::net::{Inbox, send_msg};
+use minikv_client::{ClientConfig, Error, RawClient};
+use minikv_runtime::Clock;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST, TAG_KV_RESPONSE,
@@ -42,7 +43,7 @@ fn epoch_not_match(current: Region) -> RegionError {
 }
 
 async fn serve(mut script: Script, log: Arc<Mutex<Vec<KvRequestEnvelope>>>) {
-    let endpoint = minikv_client::net::Endpoint::bind(STORE_ADDR).await.expect("store binds");
+    let endpoint = minikv_runtime::net::Endpoint::bind(STORE_ADDR).await.expect("store binds");
     let inbox = Inbox::new(TAG_KV_REQUEST, 1 << 16);
     loop {
         let (request, from) = inbox.recv::<KvRequestEnvelope>(&endpoint).await.expect("recv");

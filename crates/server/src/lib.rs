@@ -14,6 +14,5 @@ pub mod sim_cluster;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};
-pub use minikv_client::Clock;
 pub use node::Node;
 pub use probe::{NodeProbe, ProbeState};

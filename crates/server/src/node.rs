@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use madsim::time::Instant;
-use minikv_client::Clock;
-use minikv_client::alarm::Alarm;
-use minikv_client::net::{Endpoint, Inbox, WireMessage, send_msg};
+use minikv_runtime::Clock;
+use minikv_runtime::Alarm;
+use minikv_runtime::net::{Endpoint, Inbox, WireMessage, send_msg};
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{

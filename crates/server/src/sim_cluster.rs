@@ -11,7 +11,7 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
-use minikv_client::Clock;
+use minikv_runtime::Clock;
 use minikv_engine::{Cf, Engine, SimDisk, SimDiskConfig};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, StoreId};
 use minikv_raftstore::StoreConfig;

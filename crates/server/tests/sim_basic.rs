@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use minikv_client::{ClientConfig, Clock, RawClient};
+use minikv_client::{ClientConfig, RawClient};
+use minikv_runtime::Clock;
 use minikv_server::sim_cluster::{SimCluster, SimClusterConfig};
 
 #[madsim::test]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::run_seeded;
 use madsim::time::Instant;
-use minikv_client::{ClientConfig, Clock, RawClient};
+use minikv_client::{ClientConfig, RawClient};
+use minikv_runtime::Clock;
 use minikv_server::sim_cluster::{SimCluster, SimClusterConfig};
 
 const WRITES: u32 = 10;

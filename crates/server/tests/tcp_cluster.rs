@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use minikv_client::{ClientConfig, Clock, Error, RawClient};
+use minikv_client::{ClientConfig, Error, RawClient};
+use minikv_runtime::Clock;
 use minikv_engine::{Engine, FileDisk};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
 use minikv_raftstore::StoreConfig;

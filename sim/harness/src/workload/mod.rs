@@ -12,7 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use minikv_client::{ClientConfig, Clock, RawClient};
+use minikv_client::{ClientConfig, RawClient};
+use minikv_runtime::Clock;
 use minikv_proto::metapb::StoreId;
 
 use crate::history::{Kind, Recorder, json_opt};
