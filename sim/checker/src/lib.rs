@@ -4,7 +4,6 @@
 //! `cargo xtask check` is a thin front end over it.
 
 pub mod bank;
-mod fxhash;
 pub mod history;
 pub mod html;
 pub mod lin;

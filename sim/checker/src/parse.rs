@@ -9,7 +9,7 @@
 //! completions; the chunks are then stitched in order. Any error anywhere makes the whole text
 //! be read again sequentially, so errors always name the first bad line.
 
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::path::Path;
 

@@ -8,7 +8,7 @@ pub mod generate;
 mod prepare;
 mod search;
 
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

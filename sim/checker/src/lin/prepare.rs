@@ -7,7 +7,7 @@
 //! interchangeable once invoked, so the search counts how many of a class it has used instead
 //! of remembering which ones.
 
-use crate::fxhash::{FxHashMap, FxHashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde_json::Value;
 

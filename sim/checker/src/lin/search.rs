@@ -10,7 +10,7 @@
 //! - configurations are cached only below a point where the walk had a choice, since only
 //!   those can be reached twice.
 
-use crate::fxhash::FxHashSet;
+use rustc_hash::FxHashSet;
 
 use super::prepare::{DefOp, Effect, IndetClass, KeyModel, Source, StateId};
 

@@ -173,4 +173,4 @@ impl<'a> ValKey<'a> {
 }
 
 /// The checker's lookup-only map (iteration order never leaks from it).
-pub(crate) type FxMap<K, V> = crate::fxhash::FxHashMap<K, V>;
+pub(crate) type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
