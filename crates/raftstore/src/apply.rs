@@ -1,24 +1,25 @@
 //! Applying committed entries: data commands through an overlay into one write batch, admin
 //! commands (conf change, log compaction), then the apply state in the same batch, so data and
-//! apply index move together atomically.
+//! apply index move together atomically. Apply works on the peer's Raft node and storage and
+//! reports what it did (`Applied`); answering proposals and the lease are the peer's business.
 
 use std::collections::BTreeMap;
 
 use minikv_engine::{Engine, WriteBatch};
 use minikv_proto::decode;
 use minikv_proto::errorpb::RegionError;
-use minikv_proto::metapb::{self, PeerRole, Region};
+use minikv_proto::metapb::{self, Region};
 use minikv_proto::raft_cmdpb::{
-    AdminRequest, AdminResponse, CfName, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader,
-    Request, Response,
+    AdminRequest, AdminResponse, CfName, RaftCmdRequest, RaftCmdResponse, Request, Response,
 };
-use minikv_raft::{ConfChangeType, ConfChangeV2, Entry, EntryType, StateRole};
+use minikv_raft::{ConfChangeType, ConfChangeV2, Entry, EntryType, RawNode, StateRole};
 
+use crate::cf::{end_bound, engine_cf};
+use crate::cmd_check::{change_region, check_epoch};
 use crate::error::Result;
 use crate::events;
-use crate::peer::{Peer, Responses, check_epoch};
-use crate::peer_storage::{end_bound, engine_cf};
-use crate::proposal::Committed;
+use crate::peer_storage::{PeerStorage, conf_state_of};
+use crate::types::{error_response, ok_response};
 
 /// Writes of the entries applied so far in this batch, so later entries read them.
 #[derive(Debug, Default)]
@@ -120,66 +121,19 @@ pub(crate) fn exec_requests(
     Ok(out)
 }
 
-/// The region after `change_type` of `peer`, with `conf_ver` bumped; `Err` says why the change
-/// does not fit the region.
-pub(crate) fn change_region(
-    region: &Region,
-    change_type: ConfChangeType,
-    peer: &metapb::Peer,
-) -> std::result::Result<Region, String> {
-    let mut region = region.clone();
-    let existing = region.peers.iter().position(|p| p.id == peer.id);
-    let same_store = region.peers.iter().any(|p| p.store_id == peer.store_id && p.id != peer.id);
-    match (change_type, existing) {
-        (ConfChangeType::AddNode, Some(i)) if region.peers[i].role == PeerRole::Learner => {
-            region.peers[i].role = PeerRole::Voter;
-        }
-        (ConfChangeType::AddNode | ConfChangeType::AddLearnerNode, Some(_)) => {
-            return Err(format!("peer {} is already a member of region {}", peer.id, region.id));
-        }
-        (ConfChangeType::AddNode | ConfChangeType::AddLearnerNode, None) => {
-            if same_store {
-                return Err(format!(
-                    "store {} already hosts a peer of region {}",
-                    peer.store_id, region.id
-                ));
-            }
-            let role = if change_type == ConfChangeType::AddNode {
-                PeerRole::Voter
-            } else {
-                PeerRole::Learner
-            };
-            region.peers.push(metapb::Peer { id: peer.id, store_id: peer.store_id, role });
-        }
-        (ConfChangeType::RemoveNode, None) => {
-            return Err(format!("peer {} is not a member of region {}", peer.id, region.id));
-        }
-        (ConfChangeType::RemoveNode, Some(i)) => {
-            region.peers.remove(i);
-            if !region.peers.iter().any(|p| p.role == PeerRole::Voter) {
-                return Err(format!(
-                    "removing peer {} would leave region {} without voters",
-                    peer.id, region.id
-                ));
-            }
-        }
-    }
-    region.epoch.conf_ver += 1;
-    Ok(region)
-}
-
-fn ok_response(term: u64) -> RaftCmdResponse {
-    RaftCmdResponse {
-        header: RaftResponseHeader { error: None, current_term: term },
-        ..Default::default()
-    }
-}
-
-fn error_response(error: RegionError, term: u64) -> RaftCmdResponse {
-    RaftCmdResponse {
-        header: RaftResponseHeader { error: Some(error), current_term: term },
-        ..Default::default()
-    }
+/// What applying a run of committed entries did, for the peer to act on.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Every applied entry's `(term, index)` and its answer (`None`: nothing to answer).
+    pub results: Vec<(u64, u64, Option<RaftCmdResponse>)>,
+    /// A membership change applied: the quorum changed.
+    pub conf_changed: bool,
+    /// This peer applied its own removal (the store destroys it after the Ready).
+    pub removed_self: bool,
+    /// Peers removed by a conf change this leader applied, to be told so.
+    pub removed_peers: Vec<metapb::Peer>,
+    /// This peer as the region lists it after the last conf change (its role may change).
+    pub me: Option<metapb::Peer>,
 }
 
 /// State of one apply round: the batch, the overlay and the region as applied so far.
@@ -187,166 +141,149 @@ struct ApplyCtx {
     batch: WriteBatch,
     overlay: Overlay,
     region: Region,
+    applied: Applied,
 }
 
-impl Peer {
-    /// Applies committed `entries` into `batch` (their data, then the apply state), reading
-    /// through the engine as it was before `batch`, and answers their proposals into `out`.
-    /// The caller writes `batch` and must release `out` only once the write succeeded. The
-    /// caller also guarantees that `batch` holds no other writes to this region's data and no
-    /// snapshot for it (reads here would not see them).
-    ///
-    /// Returns the tick this leader made the last of its own current-term proposals among
-    /// `entries` at, the evidence that renews its lease; `None` when there is none, or when a
-    /// conf change applied here (its quorum is not the one that committed the rest).
-    pub(crate) fn apply_committed(
-        &mut self,
-        entries: &[Entry],
-        engine: &Engine,
-        batch: &mut WriteBatch,
-        out: &mut Responses,
-    ) -> Result<Option<u64>> {
-        let Some(last) = entries.last() else { return Ok(None) };
-        let mut ctx = ApplyCtx {
-            batch: std::mem::take(batch),
-            overlay: Overlay::default(),
-            region: self.region().clone(),
+/// Applies committed `entries` of peer `me` into `batch` (their data, then the apply state),
+/// reading through the engine as it was before `batch`. The caller writes `batch`, and must
+/// release the answers in the returned `Applied` only once the write succeeded. The caller
+/// also guarantees that `batch` holds no other writes to this region's data and no snapshot
+/// for it (reads here would not see them).
+pub(crate) fn apply_committed(
+    raw: &mut RawNode<PeerStorage>,
+    me: &metapb::Peer,
+    entries: &[Entry],
+    engine: &Engine,
+    batch: &mut WriteBatch,
+) -> Result<Applied> {
+    let Some(last) = entries.last() else { return Ok(Applied::default()) };
+    let mut ctx = ApplyCtx {
+        batch: std::mem::take(batch),
+        overlay: Overlay::default(),
+        region: raw.store().region().clone(),
+        applied: Applied { results: Vec::with_capacity(entries.len()), ..Applied::default() },
+    };
+    for e in entries {
+        events::entry_applied(ctx.region.id, e.index, e.term, &e.data);
+        let resp = match e.entry_type {
+            EntryType::Normal if e.data.is_empty() => {
+                // A leader's no-op, or a conf change the Raft core refused.
+                Some(error_response(
+                    RegionError::CommandRefused {
+                        reason: "conf change refused: another is pending".to_string(),
+                    },
+                    e.term,
+                ))
+            }
+            EntryType::Normal => Some(apply_normal(raw, e, engine, &mut ctx)?),
+            EntryType::ConfChange => apply_conf_change(raw, me, e, &mut ctx),
         };
-        let mut results = Vec::with_capacity(entries.len());
-        for e in entries {
-            events::entry_applied(ctx.region.id, e.index, e.term, &e.data);
-            let resp = match e.entry_type {
-                EntryType::Normal if e.data.is_empty() => {
-                    // A leader's no-op, or a conf change the Raft core refused.
-                    Some(error_response(
-                        RegionError::CommandRefused {
-                            reason: "conf change refused: another is pending".to_string(),
-                        },
-                        e.term,
-                    ))
-                }
-                EntryType::Normal => Some(self.apply_normal(e, engine, &mut ctx)?),
-                EntryType::ConfChange => self.apply_conf_change(e, &mut ctx),
-            };
-            results.push((e.term, e.index, resp));
-        }
-        let storage = self.raw.store_mut();
-        let region_changed = ctx.region != *storage.region();
-        storage.set_applied(last.index, ctx.region);
-        if region_changed {
-            storage.write_apply_state(&mut ctx.batch)?;
-        } else {
-            storage.write_apply_index(&mut ctx.batch)?;
-        }
-        *batch = ctx.batch;
-        storage.check_invariants();
-        let current_term = self.term();
-        let mut proposed_tick = None;
-        for (term, index, resp) in results {
-            let tick = self.resolve_proposals(Committed::Entry { term, index }, resp, out);
-            if term == current_term {
-                proposed_tick = proposed_tick.max(tick);
-            }
-        }
-        let conf_changed = entries.iter().any(|e| e.entry_type == EntryType::ConfChange);
-        Ok(proposed_tick.filter(|_| !conf_changed))
+        ctx.applied.results.push((e.term, e.index, resp));
     }
+    let storage = raw.store_mut();
+    let region_changed = ctx.region != *storage.region();
+    storage.set_applied(last.index, ctx.region);
+    if region_changed {
+        storage.write_apply_state(&mut ctx.batch)?;
+    } else {
+        storage.write_apply_index(&mut ctx.batch)?;
+    }
+    *batch = ctx.batch;
+    storage.check_invariants();
+    Ok(ctx.applied)
+}
 
-    fn apply_normal(
-        &mut self,
-        e: &Entry,
-        engine: &Engine,
-        ctx: &mut ApplyCtx,
-    ) -> Result<RaftCmdResponse> {
-        let cmd: RaftCmdRequest = decode(&e.data)?;
-        if let Some(AdminRequest::CompactLog { compact_index, .. }) = cmd.admin {
-            if self.raw.store_mut().compact_to(compact_index, &mut ctx.batch) {
-                events::log_truncated(ctx.region.id, compact_index);
-            }
-            let mut resp = ok_response(e.term);
-            resp.admin_response = Some(AdminResponse::CompactLog);
-            return Ok(resp);
+fn apply_normal(
+    raw: &mut RawNode<PeerStorage>,
+    e: &Entry,
+    engine: &Engine,
+    ctx: &mut ApplyCtx,
+) -> Result<RaftCmdResponse> {
+    let cmd: RaftCmdRequest = decode(&e.data)?;
+    if let Some(AdminRequest::CompactLog { compact_index, .. }) = cmd.admin {
+        if raw.store_mut().compact_to(compact_index, &mut ctx.batch) {
+            events::log_truncated(ctx.region.id, compact_index);
         }
-        if let Err(err) = check_epoch(&cmd, &ctx.region) {
-            return Ok(error_response(err, e.term));
-        }
-        let responses = exec_requests(
-            engine,
-            &mut ctx.overlay,
-            Some(&mut ctx.batch),
-            &ctx.region,
-            &cmd.requests,
-        )?;
         let mut resp = ok_response(e.term);
-        resp.responses = responses;
-        Ok(resp)
+        resp.admin_response = Some(AdminResponse::CompactLog);
+        return Ok(resp);
     }
+    if let Err(err) = check_epoch(&cmd, &ctx.region) {
+        return Ok(error_response(err, e.term));
+    }
+    let responses =
+        exec_requests(engine, &mut ctx.overlay, Some(&mut ctx.batch), &ctx.region, &cmd.requests)?;
+    let mut resp = ok_response(e.term);
+    resp.responses = responses;
+    Ok(resp)
+}
 
-    fn apply_conf_change(&mut self, e: &Entry, ctx: &mut ApplyCtx) -> Option<RaftCmdResponse> {
-        let cc: ConfChangeV2 = decode(&e.data).unwrap_or_else(|err| {
-            panic!("region {}: undecodable conf change at {}: {err}", ctx.region.id, e.index)
-        });
-        if e.context.is_empty() {
-            // Leaving a joint configuration (never proposed by this store, applied for safety).
-            self.raw.apply_conf_change(&cc).expect("leaving a joint config");
-            return None;
+fn apply_conf_change(
+    raw: &mut RawNode<PeerStorage>,
+    me: &metapb::Peer,
+    e: &Entry,
+    ctx: &mut ApplyCtx,
+) -> Option<RaftCmdResponse> {
+    let cc: ConfChangeV2 = decode(&e.data).unwrap_or_else(|err| {
+        panic!("region {}: undecodable conf change at {}: {err}", ctx.region.id, e.index)
+    });
+    if e.context.is_empty() {
+        // Leaving a joint configuration (never proposed by this store, applied for safety).
+        raw.apply_conf_change(&cc).expect("leaving a joint config");
+        return None;
+    }
+    let cmd: RaftCmdRequest = decode(&e.context).unwrap_or_else(|err| {
+        panic!("region {}: undecodable conf change command at {}: {err}", ctx.region.id, e.index)
+    });
+    let Some(AdminRequest::ChangePeer { change_type, peer }) = cmd.admin.clone() else {
+        panic!(
+            "region {}: conf change entry {} without a ChangePeer command",
+            ctx.region.id, e.index
+        );
+    };
+    if let Err(err) = check_epoch(&cmd, &ctx.region) {
+        return Some(error_response(err, e.term));
+    }
+    let region = match change_region(&ctx.region, change_type, &peer) {
+        Ok(r) => r,
+        Err(reason) => {
+            return Some(error_response(RegionError::CommandRefused { reason }, e.term));
         }
-        let cmd: RaftCmdRequest = decode(&e.context).unwrap_or_else(|err| {
-            panic!(
-                "region {}: undecodable conf change command at {}: {err}",
-                ctx.region.id, e.index
-            )
-        });
-        let Some(AdminRequest::ChangePeer { change_type, peer }) = cmd.admin.clone() else {
-            panic!(
-                "region {}: conf change entry {} without a ChangePeer command",
-                ctx.region.id, e.index
-            );
-        };
-        if let Err(err) = check_epoch(&cmd, &ctx.region) {
-            return Some(error_response(err, e.term));
-        }
-        let region = match change_region(&ctx.region, change_type, &peer) {
-            Ok(r) => r,
-            Err(reason) => {
-                return Some(error_response(RegionError::CommandRefused { reason }, e.term));
-            }
-        };
-        let cs = self.raw.apply_conf_change(&cc).unwrap_or_else(|err| {
-            panic!(
-                "region {}: conf change {cc:?} fits the region but Raft refused it: {err}",
-                region.id
-            )
-        });
-        assert_eq!(
-            crate::peer_storage::conf_state_of(&region).voters.len(),
-            cs.voters.len(),
-            "region {}: region peers and Raft configuration disagree",
+    };
+    let cs = raw.apply_conf_change(&cc).unwrap_or_else(|err| {
+        panic!(
+            "region {}: conf change {cc:?} fits the region but Raft refused it: {err}",
             region.id
-        );
-        self.expire_lease();
-        events::conf_change_applied(
-            region.id,
-            change_type,
-            peer.id,
-            peer.store_id,
-            region.epoch.conf_ver,
-        );
-        if change_type == ConfChangeType::RemoveNode {
-            if peer.id == self.meta.id {
-                self.pending_destroy = true;
-            } else if self.raw.raft.role == StateRole::Leader
-                && let Some(p) = ctx.region.peers.iter().find(|p| p.id == peer.id)
-            {
-                self.tombstones_to_send.push(p.clone());
-            }
+        )
+    });
+    assert_eq!(
+        conf_state_of(&region).voters.len(),
+        cs.voters.len(),
+        "region {}: region peers and Raft configuration disagree",
+        region.id
+    );
+    ctx.applied.conf_changed = true;
+    events::conf_change_applied(
+        region.id,
+        change_type,
+        peer.id,
+        peer.store_id,
+        region.epoch.conf_ver,
+    );
+    if change_type == ConfChangeType::RemoveNode {
+        if peer.id == me.id {
+            ctx.applied.removed_self = true;
+        } else if raw.raft.role == StateRole::Leader
+            && let Some(p) = ctx.region.peers.iter().find(|p| p.id == peer.id)
+        {
+            ctx.applied.removed_peers.push(p.clone());
         }
-        if let Some(me) = region.peers.iter().find(|p| p.id == self.meta.id) {
-            self.meta = me.clone();
-        }
-        ctx.region = region.clone();
-        let mut resp = ok_response(e.term);
-        resp.admin_response = Some(AdminResponse::ChangePeer { region });
-        Some(resp)
     }
+    if let Some(me) = region.peers.iter().find(|p| p.id == me.id) {
+        ctx.applied.me = Some(me.clone());
+    }
+    ctx.region = region.clone();
+    let mut resp = ok_response(e.term);
+    resp.admin_response = Some(AdminResponse::ChangePeer { region });
+    Some(resp)
 }

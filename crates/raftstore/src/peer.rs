@@ -1,9 +1,10 @@
 //! One region's peer: its `RawNode`, the proposals and reads waiting on it, proposing, ticking
-//! (log GC, snapshot timeouts) and serving reads. Applying lives in `apply.rs`.
+//! (log GC, snapshot timeouts), serving reads, and answering proposals once their entries
+//! apply (applying itself is `apply.rs`; a proposal's fate, `proposal.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 
-use minikv_engine::Engine;
+use minikv_engine::{Engine, WriteBatch};
 use minikv_proto::encode;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::metapb::{self, PeerId, Region};
@@ -13,22 +14,20 @@ use minikv_proto::raft_cmdpb::{
 };
 use minikv_proto::raft_serverpb::RaftMessage;
 use minikv_raft::{
-    ConfChangeSingle, ConfChangeTransition, ConfChangeV2, Config, Error as RaftError, Message,
-    ProgressState, RawNode, ReadOnlyOption, ReadState, SnapshotStatus, SoftState, StateRole,
-    Storage,
+    ConfChangeSingle, ConfChangeTransition, ConfChangeV2, Config, Entry, EntryType,
+    Error as RaftError, Message, ProgressState, RawNode, ReadOnlyOption, ReadState, SnapshotStatus,
+    SoftState, StateRole, Storage,
 };
 
-use crate::apply::{Overlay, change_region, exec_requests};
+use crate::apply::{self, Overlay, exec_requests};
+use crate::cmd_check::{change_region, check_epoch, check_key_in_region};
 use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::events;
 use crate::lease::Lease;
 use crate::peer_storage::PeerStorage;
 use crate::proposal::{Committed, Fate, Proposal};
-
-/// The environment's handle on one request; its response comes back with the same token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReqToken(pub u64);
+use crate::types::{ReqToken, Responses, error_response};
 
 /// A read waiting for its ReadIndex round, then for apply to reach `read_index`.
 #[derive(Debug)]
@@ -41,9 +40,6 @@ pub(crate) struct PendingRead {
     pub issued_tick: u64,
     pub term: u64,
 }
-
-/// Responses produced by a peer, in order.
-pub(crate) type Responses = Vec<(ReqToken, RaftCmdResponse)>;
 
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -89,13 +85,6 @@ fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
         skip_idle_heartbeats: true,
         rng_seed: cfg.rng_seed,
         max_committed_size_per_ready_bytes: u64::MAX,
-    }
-}
-
-fn region_error_response(error: RegionError, term: u64) -> RaftCmdResponse {
-    RaftCmdResponse {
-        header: RaftResponseHeader { error: Some(error), current_term: term },
-        ..Default::default()
     }
 }
 
@@ -410,6 +399,40 @@ impl Peer {
         }
     }
 
+    /// Applies committed `entries` into `batch` (see `apply::apply_committed`) and answers
+    /// their proposals into `out`, which the caller releases only once `batch` is written.
+    ///
+    /// Returns the tick this leader made the last of its own current-term proposals among
+    /// `entries` at, the evidence that renews its lease; `None` when there is none, or when a
+    /// conf change applied here (its quorum is not the one that committed the rest).
+    pub(crate) fn apply_committed(
+        &mut self,
+        entries: &[Entry],
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        out: &mut Responses,
+    ) -> Result<Option<u64>> {
+        let applied = apply::apply_committed(&mut self.raw, &self.meta, entries, engine, batch)?;
+        if applied.conf_changed {
+            self.expire_lease();
+        }
+        if let Some(me) = applied.me {
+            self.meta = me;
+        }
+        self.pending_destroy |= applied.removed_self;
+        self.tombstones_to_send.extend(applied.removed_peers);
+        let current_term = self.term();
+        let mut proposed_tick = None;
+        for (term, index, resp) in applied.results {
+            let tick = self.resolve_proposals(Committed::Entry { term, index }, resp, out);
+            if term == current_term {
+                proposed_tick = proposed_tick.max(tick);
+            }
+        }
+        let conf_entries = entries.iter().any(|e| e.entry_type == EntryType::ConfChange);
+        Ok(proposed_tick.filter(|_| !conf_entries))
+    }
+
     /// Answers every proposal whose fate `committed` decides (see `proposal.rs`): the applied
     /// one with `resp`, dropped ones with `ProposalDropped` (definitely not applied), and
     /// unknowable ones with `StaleCommand` (maybe applied).
@@ -434,11 +457,10 @@ impl Peer {
                 }
                 Fate::Applied => {
                     proposed_tick = Some(p.proposed_tick);
-                    resp.take()
-                        .unwrap_or_else(|| region_error_response(RegionError::StaleCommand, term))
+                    resp.take().unwrap_or_else(|| error_response(RegionError::StaleCommand, term))
                 }
-                Fate::Dropped => region_error_response(RegionError::ProposalDropped, term),
-                Fate::Unknown => region_error_response(RegionError::StaleCommand, term),
+                Fate::Dropped => error_response(RegionError::ProposalDropped, term),
+                Fate::Unknown => error_response(RegionError::StaleCommand, term),
             };
             if let Some(token) = p.token {
                 out.push((token, answer));
@@ -455,7 +477,7 @@ impl Peer {
         let _ = self.resolve_proposals(Committed::Snapshot { term, index }, None, out);
         let current = self.term();
         for r in std::mem::take(&mut self.reads) {
-            out.push((r.token, region_error_response(RegionError::StaleCommand, current)));
+            out.push((r.token, error_response(RegionError::StaleCommand, current)));
         }
     }
 
@@ -464,11 +486,11 @@ impl Peer {
         let term = self.term();
         for p in std::mem::take(&mut self.proposals) {
             if let Some(token) = p.token {
-                out.push((token, region_error_response(error.clone(), term)));
+                out.push((token, error_response(error.clone(), term)));
             }
         }
         for r in std::mem::take(&mut self.reads) {
-            out.push((r.token, region_error_response(error.clone(), term)));
+            out.push((r.token, error_response(error.clone(), term)));
         }
     }
 
@@ -484,7 +506,7 @@ impl Peer {
             if r.read_index.is_some() {
                 self.reads.push_back(r);
             } else {
-                out.push((r.token, region_error_response(error.clone(), term)));
+                out.push((r.token, error_response(error.clone(), term)));
             }
         }
     }
@@ -540,7 +562,7 @@ impl Peer {
                 continue;
             }
             let resp = match check_epoch(&r.cmd, &region) {
-                Err(e) => region_error_response(e, term),
+                Err(e) => error_response(e, term),
                 Ok(()) => {
                     let mut overlay = Overlay::default();
                     let responses =
@@ -557,42 +579,4 @@ impl Peer {
         self.reads = kept;
         Ok(())
     }
-}
-
-/// Data requests need the region's version; admin requests its whole epoch.
-pub(crate) fn check_epoch(
-    cmd: &RaftCmdRequest,
-    region: &Region,
-) -> std::result::Result<(), RegionError> {
-    let sent = cmd.header.region_epoch;
-    let current = region.epoch;
-    let stale = match &cmd.admin {
-        None | Some(AdminRequest::CompactLog { .. }) => sent.version < current.version,
-        Some(_) => sent.is_stale_against(&current),
-    };
-    let internal = matches!(cmd.admin, Some(AdminRequest::CompactLog { .. }));
-    if stale && !internal {
-        return Err(RegionError::EpochNotMatch { current_regions: vec![region.clone()] });
-    }
-    Ok(())
-}
-
-fn check_key_in_region(req: &Request, region: &Region) -> std::result::Result<(), RegionError> {
-    let key = match req {
-        Request::Scan { start_key, .. } => start_key.as_slice(),
-        other => other.key().expect("every non-scan request has a key"),
-    };
-    // A scan may start before the region: it is clipped to the region's range.
-    if matches!(req, Request::Scan { .. }) && key < region.start_key.as_slice() {
-        return Ok(());
-    }
-    if region.contains_key(key) {
-        return Ok(());
-    }
-    Err(RegionError::KeyNotInRegion {
-        key: key.to_vec(),
-        region_id: region.id,
-        start_key: region.start_key.clone(),
-        end_key: region.end_key.clone(),
-    })
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use minikv_engine::{Cf, Engine, WriteBatch};
 use minikv_proto::metapb::{self, PeerId, PeerRole, Region, RegionId};
-use minikv_proto::raft_cmdpb::CfName;
 use minikv_proto::raft_serverpb::{
     PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, RegionLocalState,
     RegionSnapshotData, SnapshotCfData,
@@ -23,6 +22,8 @@ use minikv_raft::{
     Storage, StorageError,
 };
 
+// The column family helpers moved to `cf`; re-exported so that this public path still works.
+pub use crate::cf::{DATA_CFS, delete_region_data, end_bound, engine_cf};
 use crate::error::Result;
 use crate::keys;
 
@@ -31,19 +32,6 @@ use crate::keys;
 /// log that starts before the region existed.
 pub const RAFT_INIT_LOG_INDEX: u64 = 5;
 pub const RAFT_INIT_LOG_TERM: u64 = 5;
-
-/// The data column families a snapshot carries, with their proto names.
-pub const DATA_CFS: [(Cf, CfName); 3] =
-    [(Cf::Default, CfName::Default), (Cf::Lock, CfName::Lock), (Cf::Write, CfName::Write)];
-
-/// The engine column family of a proto column family name.
-pub fn engine_cf(cf: CfName) -> Cf {
-    match cf {
-        CfName::Default => Cf::Default,
-        CfName::Lock => Cf::Lock,
-        CfName::Write => Cf::Write,
-    }
-}
 
 /// The Raft configuration a region's peer list describes.
 pub fn conf_state_of(region: &Region) -> ConfState {
@@ -56,18 +44,6 @@ pub fn conf_state_of(region: &Region) -> ConfState {
         }
     }
     cs
-}
-
-/// The end bound of `region` for engine calls (`None`: unbounded).
-pub fn end_bound(region: &Region) -> Option<&[u8]> {
-    (!region.end_key.is_empty()).then_some(region.end_key.as_slice())
-}
-
-/// Adds deletions of `region`'s whole key range in every data column family to `batch`.
-pub fn delete_region_data(batch: &mut WriteBatch, region: &Region) {
-    for (cf, _) in DATA_CFS {
-        batch.delete_range(cf, &region.start_key, end_bound(region));
-    }
 }
 
 fn store_err(e: impl std::fmt::Display) -> RaftError {

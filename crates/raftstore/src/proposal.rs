@@ -7,7 +7,7 @@
 //! an entry of term `t` is committed at index `i`, no entry of a term below `t` can ever be
 //! committed after `i`.
 
-use crate::peer::ReqToken;
+use crate::types::ReqToken;
 
 /// A proposal waiting for its entry `(term, index)` to be applied. Internal proposals
 /// (log compaction) have no token.
