@@ -128,7 +128,8 @@ pub(crate) struct Applied {
     pub results: Vec<(u64, u64, Option<RaftCmdResponse>)>,
     /// A membership change applied: the quorum changed.
     pub conf_changed: bool,
-    /// This peer applied its own removal (the store destroys it after the Ready).
+    /// This peer applied its own removal (the last entry applied: nothing after it is); the
+    /// batch records the peer's tombstone, the store destroys it after the write.
     pub removed_self: bool,
     /// Peers removed by a conf change this leader applied, to be told so.
     pub removed_peers: Vec<metapb::Peer>,
@@ -145,10 +146,10 @@ struct ApplyCtx {
 }
 
 /// Applies committed `entries` of peer `me` into `batch` (their data, then the apply state),
-/// reading through the engine as it was before `batch`. The caller writes `batch`, and must
-/// release the answers in the returned `Applied` only once the write succeeded. The caller
-/// also guarantees that `batch` holds no other writes to this region's data and no snapshot
-/// for it (reads here would not see them).
+/// reading through the engine as it was before `batch`; if one of them removes this peer, up
+/// to that one. The caller writes `batch`, and must release the answers in the returned
+/// `Applied` only once the write succeeded. The caller also guarantees that `batch` holds no
+/// other writes to this region's data and no snapshot for it (reads here would not see them).
 pub(crate) fn apply_committed(
     raw: &mut RawNode<PeerStorage>,
     me: &metapb::Peer,
@@ -156,14 +157,24 @@ pub(crate) fn apply_committed(
     engine: &Engine,
     batch: &mut WriteBatch,
 ) -> Result<Applied> {
-    let Some(last) = entries.last() else { return Ok(Applied::default()) };
+    if entries.is_empty() {
+        return Ok(Applied::default());
+    }
     let mut ctx = ApplyCtx {
         batch: std::mem::take(batch),
         overlay: Overlay::default(),
         region: raw.store().region().clone(),
         applied: Applied { results: Vec::with_capacity(entries.len()), ..Applied::default() },
     };
+    let mut applied_index = 0;
     for e in entries {
+        if ctx.applied.removed_self {
+            // As in TiKV, a peer that applied its own removal applies nothing more: it is
+            // going away, and a later conf change that adds this store back as a new peer
+            // must not end up in this peer's tombstone (which would refuse the new peer).
+            break;
+        }
+        applied_index = e.index;
         events::entry_applied(ctx.region.id, e.index, e.term, &e.data);
         let resp = match e.entry_type {
             EntryType::Normal if e.data.is_empty() => {
@@ -182,8 +193,12 @@ pub(crate) fn apply_committed(
     }
     let storage = raw.store_mut();
     let region_changed = ctx.region != *storage.region();
-    storage.set_applied(last.index, ctx.region);
-    if region_changed {
+    storage.set_applied(applied_index, ctx.region);
+    if ctx.applied.removed_self {
+        // The tombstone goes with the removal, in one write: a store that fails before
+        // `destroy_peer` must not come back with a region state that does not list it.
+        storage.write_removal_state(&mut ctx.batch)?;
+    } else if region_changed {
         storage.write_apply_state(&mut ctx.batch)?;
     } else {
         storage.write_apply_index(&mut ctx.batch)?;

@@ -131,6 +131,16 @@ pub(crate) fn peer_destroyed(region: RegionId, peer: PeerId, conf_ver: u64, reas
     );
 }
 
+/// A store that stopped between applying its peer's removal and destroying the peer deleted
+/// what the peer left behind when it opened again.
+pub(crate) fn removed_peer_cleaned(region: RegionId, conf_ver: u64) {
+    tracing::info!(
+        target: "minikv::trace",
+        region,
+        "removed peer's leftovers deleted at open, tombstone at conf_ver {conf_ver}"
+    );
+}
+
 pub(crate) fn leader_transfer_started(region: RegionId, term: u64, to: PeerId) {
     tracing::info!(
         target: "minikv::trace",

@@ -46,6 +46,16 @@ pub fn conf_state_of(region: &Region) -> ConfState {
     cs
 }
 
+/// Adds to `batch` the deletion of what a destroyed peer of `region_id` holds: every raft key
+/// (its log, hard state and apply state) and, given its region, the region's data.
+pub(crate) fn write_clear_peer(batch: &mut WriteBatch, region_id: RegionId, data: Option<&Region>) {
+    let (start, end) = keys::region_raft_range(region_id);
+    batch.delete_range(Cf::Raft, &start, Some(&end));
+    if let Some(region) = data {
+        delete_region_data(batch, region);
+    }
+}
+
 fn store_err(e: impl std::fmt::Display) -> RaftError {
     RaftError::Store(StorageError::Other(e.to_string()))
 }
@@ -276,6 +286,24 @@ impl PeerStorage {
         Ok(())
     }
 
+    /// Adds the apply state and a tombstone region state (with the region as this peer's
+    /// removal left it) to `batch`: this peer applied its own removal. What the peer still
+    /// holds is deleted by `write_destroy` after the write, or, if the store stops first,
+    /// when it opens again (see `Store::open`).
+    pub fn write_removal_state(&self, batch: &mut WriteBatch) -> Result<()> {
+        assert!(
+            !self.region.peers.iter().any(|p| p.id == self.peer_id),
+            "region {}: peer {} is still a member, not removed",
+            self.region_id,
+            self.peer_id
+        );
+        let region_state =
+            RegionLocalState { state: PeerState::Tombstone, region: self.region.clone() };
+        batch.put(Cf::Raft, &keys::apply_state_key(self.region_id), &encode(&self.apply_state)?);
+        batch.put(Cf::Raft, &keys::region_state_key(self.region_id), &encode(&region_state)?);
+        Ok(())
+    }
+
     /// Adds only the apply state to `batch` (the region state is unchanged since it was last
     /// written).
     pub fn write_apply_index(&self, batch: &mut WriteBatch) -> Result<()> {
@@ -319,10 +347,9 @@ impl PeerStorage {
         me: &metapb::Peer,
     ) -> Result<RegionLocalState> {
         assert_eq!(me.id, self.peer_id, "region {}: destroying another peer", self.region_id);
-        let (start, end) = keys::region_raft_range(self.region_id);
-        batch.delete_range(Cf::Raft, &start, Some(&end));
-        let region = if self.is_initialized() {
-            delete_region_data(batch, &self.region);
+        let initialized = self.is_initialized();
+        write_clear_peer(batch, self.region_id, initialized.then_some(&self.region));
+        let region = if initialized {
             self.region.clone()
         } else {
             Region { id: self.region_id, peers: vec![me.clone()], ..Default::default() }

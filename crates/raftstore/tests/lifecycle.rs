@@ -1,17 +1,19 @@
 //! Crash recovery, log GC with chunked snapshots, membership change, stale peer GC and leader
-//! transfer; a disk that fails under a store.
+//! transfer; a disk that fails under a store; a crash in the middle of a peer's self-removal.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{Cluster, REGION_ID, get_req, put_req, test_config};
-use minikv_engine::{Engine, SimDisk};
+use minikv_engine::{Cf, Engine, SimDisk};
+use minikv_proto::decode;
 use minikv_proto::errorpb::RegionError;
-use minikv_proto::metapb::{Peer, PeerRole};
+use minikv_proto::metapb::{Peer, PeerRole, RegionEpoch};
 use minikv_proto::raft_cmdpb::{AdminRequest, RaftCmdRequest};
-use minikv_raft::ConfChangeType;
-use minikv_raftstore::{Store, StoreConfig};
+use minikv_proto::raft_serverpb::{RaftMessage, RegionLocalState};
+use minikv_raft::{ConfChangeType, Message, MessageType};
+use minikv_raftstore::{Store, StoreConfig, keys};
 
 fn gc_config() -> StoreConfig {
     StoreConfig {
@@ -272,4 +274,126 @@ fn an_engine_reopened_behind_the_stores_back_poisons_the_store() {
     assert!(engine.stats().reopens > 0, "the failed read reopened the engine");
     disk.clear_read_errors();
     assert!(store.is_poisoned(), "the store serves on over an engine that lost its writes");
+}
+
+/// Region 1 on three stores; store 3's peer leads it and proposes its own removal, so that it
+/// applies the removal itself (a removed follower seldom does: the leader stops sending to it
+/// once it applied the change, and it learns of it from a tombstone message). The Ready that
+/// applies the removal also persists a new entry, so its write is synced (as a follower's is
+/// when the commit comes with entries). With `crash_at`, store 3's disk crashes at that backend
+/// operation from that Ready on.
+fn remove_store_3(crash_at: Option<u64>) -> Cluster {
+    let mut c = Cluster::new(3, 3, 31, test_config());
+    let leader = c.wait_leader(100);
+    if leader != 3 {
+        let peer = c.region(leader).peer_on_store(3).unwrap().clone();
+        c.call(leader, vec![], Some(AdminRequest::TransferLeader { peer })).expect("transfer");
+        c.run_ticks(20);
+    }
+    assert_eq!(c.leader(), Some(3));
+    for i in 0..10u32 {
+        c.put(format!("k{i:02}").as_bytes(), b"v");
+    }
+    c.run_ticks(10);
+    c.fail_stop.insert(3);
+    c.held.extend([(1, 3), (2, 3)]);
+    let removal = RaftCmdRequest {
+        header: c.header(3),
+        requests: vec![],
+        admin: Some(AdminRequest::ChangePeer {
+            change_type: ConfChangeType::RemoveNode,
+            peer: Peer { id: 3, store_id: 3, role: PeerRole::Voter },
+        }),
+    };
+    c.propose(3, removal).expect("the leader accepts its removal");
+    c.pump();
+    // The followers' acknowledgements commit the removal; a put proposed meanwhile puts a new
+    // entry in the Ready that applies it.
+    c.held.clear();
+    for ack in c.take_held() {
+        c.store_mut(3).on_raft_message(ack).expect("an acknowledgement");
+    }
+    let put =
+        RaftCmdRequest { header: c.header(3), requests: vec![put_req(b"k99", b"v")], admin: None };
+    c.propose(3, put).expect("the leader accepts a put");
+    if let Some(ops) = crash_at {
+        c.nodes[&3].disk.crash_after_ops(ops);
+    }
+    c.run_ticks(30);
+    c
+}
+
+/// What store 3's disk says about region 1: its region state, and whether its raft keys
+/// (log, raft and apply state) are still there.
+fn region_on_disk(engine: &Engine) -> (Option<RegionLocalState>, bool) {
+    let state = engine.get(Cf::Raft, &keys::region_state_key(REGION_ID)).unwrap();
+    let (start, end) = keys::region_raft_range(REGION_ID);
+    let raft_keys = !engine.scan(Cf::Raft, &start, Some(&end), 1).unwrap().is_empty();
+    (state.map(|bytes| decode(&bytes).unwrap()), raft_keys)
+}
+
+#[test]
+fn a_crash_between_applying_self_removal_and_destroying_the_peer_leaves_a_tombstone() {
+    let mut crashes = 0;
+    let mut between = 0;
+    let mut finished = false;
+    for crash_at in 0..50 {
+        let mut c = remove_store_3(Some(crash_at));
+        let disk = c.nodes[&3].disk.clone();
+        if disk.crash_armed() {
+            finished = true; // Store 3 finished the removal before the crash point.
+            break;
+        }
+        crashes += 1;
+        assert!(!c.is_up(3), "crash at op {crash_at}: store 3 crashed but stayed up");
+        let engine = Arc::new(Engine::open(disk.clone()).expect("reopens after a crash"));
+        let (state, raft_keys) = region_on_disk(&engine);
+        let state = state.expect("region 1 was bootstrapped on store 3");
+        // The removal applied, the peer not yet destroyed.
+        if state.region.peer_on_store(3).is_none() && raft_keys {
+            between += 1;
+        }
+        let store = Store::open(3, engine, c.config.clone()).expect("store 3 reopens");
+        c.nodes.get_mut(&3).unwrap().store = Some(store);
+        // A crash before the removal's apply was written leaves the peer to the others: the
+        // removal is in their logs, their new leader commits it and tells store 3.
+        c.run_ticks(90);
+        let store = c.store(3);
+        assert!(store.is_tombstone(REGION_ID), "crash at op {crash_at}: region 1 still hosted");
+        assert!(store.region_ids().is_empty());
+        let engine = store.engine().clone();
+        assert!(!region_on_disk(&engine).1, "crash at op {crash_at}: raft keys left");
+        for cf in [Cf::Default, Cf::Lock, Cf::Write] {
+            let left = engine.scan(cf, b"", None, usize::MAX).unwrap();
+            assert!(left.is_empty(), "crash at op {crash_at}: data left in {cf:?}: {left:?}");
+        }
+        // A stale message to the removed peer does not bring it back.
+        let leader = c.wait_leader(100);
+        let stale = RaftMessage {
+            region_id: REGION_ID,
+            from_peer: c.region(leader).peer_on_store(leader).unwrap().clone(),
+            to_peer: Peer { id: 3, store_id: 3, role: PeerRole::Voter },
+            region_epoch: RegionEpoch { conf_ver: 1, version: 1 },
+            message: Message {
+                msg_type: MessageType::Heartbeat,
+                to: 3,
+                from: leader,
+                term: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        c.store_mut(3).on_raft_message(stale).expect("a stale message is dropped");
+        assert!(c.store(3).is_tombstone(REGION_ID), "crash at op {crash_at}: peer recreated");
+        let cmd = RaftCmdRequest { header: c.header(leader), requests: vec![], admin: None };
+        assert_eq!(
+            c.store_mut(3).propose(cmd, minikv_raftstore::ReqToken(0)),
+            Err(RegionError::RegionNotFound { region_id: REGION_ID })
+        );
+        c.put(b"after", b"removal");
+        assert_eq!(c.get(b"k05"), Some(b"v".to_vec()));
+    }
+    assert!(finished, "store 3 never finished the removal within 50 operations");
+    assert!(crashes > 0);
+    assert!(between > 0, "no crash fell between applying the removal and destroying the peer");
 }

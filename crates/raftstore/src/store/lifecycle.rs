@@ -15,18 +15,26 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::keys;
 use crate::peer::Peer;
-use crate::peer_storage::PeerStorage;
+use crate::peer_storage::{PeerStorage, write_clear_peer};
 
 impl Store {
     /// Recovers every peer from its region, raft and apply states (after a crash: from what
     /// the disk kept), and the tombstones of destroyed ones.
+    ///
+    /// A peer that applied its own removal wrote its tombstone with the removal; if the store
+    /// stopped before destroying it, its raft keys and data are still here (an apply state
+    /// beside a tombstone says so: nothing else writes one), and are deleted now.
     pub(super) fn recover_peers(&mut self) -> Result<()> {
         let store_id = self.store_id;
         let (start, end) = keys::region_state_range();
+        let mut unfinished = Vec::new();
         for (key, value) in self.engine.scan(Cf::Raft, &start, Some(&end), usize::MAX)? {
             let region_id = keys::region_id_of_state_key(&key);
             let state: RegionLocalState = decode(&value)?;
             if state.state == PeerState::Tombstone {
+                if self.engine.get(Cf::Raft, &keys::apply_state_key(region_id))?.is_some() {
+                    unfinished.push(state.region.clone());
+                }
                 self.tombstones.insert(region_id, state);
                 continue;
             }
@@ -38,6 +46,18 @@ impl Store {
             let storage = PeerStorage::load(self.engine.clone(), state.region, me.id)?;
             self.peers.insert(region_id, Peer::new(&self.config, me, storage)?);
         }
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for region in &unfinished {
+            // No live region overlaps a removed one without splits and merges; once they land,
+            // keys in an overlapping live region are that region's and must stay.
+            let overlapped = self.peers.values().any(|p| ranges_overlap(p.region(), region));
+            write_clear_peer(&mut batch, region.id, (!overlapped).then_some(region));
+            events::removed_peer_cleaned(region.id, region.epoch.conf_ver);
+        }
+        self.engine.write_owned(batch, true)?;
         Ok(())
     }
 
@@ -183,5 +203,35 @@ fn message_type_name(t: MessageType) -> &'static str {
         MessageType::RequestVote => "a vote request",
         MessageType::RequestPreVote => "a pre-vote request",
         _ => "a message",
+    }
+}
+
+/// Whether the key ranges of `a` and `b` share a key (an empty end key is unbounded).
+fn ranges_overlap(a: &Region, b: &Region) -> bool {
+    let starts_before_end = |start: &[u8], end: &[u8]| end.is_empty() || start < end;
+    starts_before_end(&a.start_key, &b.end_key) && starts_before_end(&b.start_key, &a.end_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: &[u8], end: &[u8]) -> Region {
+        Region { start_key: start.to_vec(), end_key: end.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn ranges_overlap_when_they_share_a_key() {
+        let cases = [
+            (range(b"", b""), range(b"a", b"b"), true),
+            (range(b"a", b"c"), range(b"b", b""), true),
+            (range(b"a", b"b"), range(b"b", b"c"), false),
+            (range(b"", b"b"), range(b"b", b""), false),
+            (range(b"a", b"c"), range(b"b", b"bb"), true),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(ranges_overlap(&a, &b), want, "{a:?} vs {b:?}");
+            assert_eq!(ranges_overlap(&b, &a), want, "{b:?} vs {a:?}");
+        }
     }
 }

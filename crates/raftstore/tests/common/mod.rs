@@ -38,10 +38,16 @@ pub struct Cluster {
     seq: u64,
     /// Directional blocks: messages from `.0` to `.1` are dropped.
     pub blocked: BTreeSet<(StoreId, StoreId)>,
+    /// Directional holds: messages from `.0` to `.1` are kept aside for `take_held`.
+    pub held: BTreeSet<(StoreId, StoreId)>,
+    held_messages: Vec<RaftMessage>,
     pub drop_per_million: u64,
     pub max_delay_ticks: u64,
     pub responses: BTreeMap<ReqToken, (StoreId, RaftCmdResponse)>,
     next_token: u64,
+    /// Stores that fail-stop on an engine error (taken down, as a node does: restart them with
+    /// `restart`) instead of failing the test.
+    pub fail_stop: BTreeSet<StoreId>,
 }
 
 pub fn test_config() -> StoreConfig {
@@ -103,10 +109,13 @@ impl Cluster {
             now: 0,
             seq: 0,
             blocked: BTreeSet::new(),
+            held: BTreeSet::new(),
+            held_messages: Vec::new(),
             drop_per_million: 0,
             max_delay_ticks: 0,
             responses: BTreeMap::new(),
             next_token: 1,
+            fail_stop: BTreeSet::new(),
         }
     }
 
@@ -127,6 +136,10 @@ impl Cluster {
         if self.blocked.contains(&(from, to)) {
             return;
         }
+        if self.held.contains(&(from, to)) {
+            self.held_messages.push(msg);
+            return;
+        }
         if self.drop_per_million > 0 && self.rng.next_u64() % 1_000_000 < self.drop_per_million {
             return;
         }
@@ -145,10 +158,19 @@ impl Cluster {
             let mut progressed = false;
             let ids: Vec<StoreId> = self.nodes.keys().copied().collect();
             for id in &ids {
-                let Some(store) = self.nodes.get_mut(id).unwrap().store.as_mut() else { continue };
-                while store.has_ready() {
-                    store.handle_ready().expect("handle_ready");
+                let node = self.nodes.get_mut(id).unwrap();
+                let Some(store) = node.store.as_mut() else { continue };
+                let mut failed = false;
+                while store.has_ready() && !failed {
+                    if let Err(e) = store.handle_ready() {
+                        assert!(self.fail_stop.contains(id), "store {id}: handle_ready: {e}");
+                        failed = true;
+                    }
                     progressed = true;
+                }
+                if failed || store.is_poisoned() && self.fail_stop.contains(id) {
+                    node.store = None;
+                    continue;
                 }
                 let out = store.take_outbound();
                 let resps = store.take_responses();
@@ -169,8 +191,11 @@ impl Cluster {
             for (_, _, msg) in due {
                 progressed = true;
                 let to = msg.to_peer.store_id;
-                if let Some(store) = self.nodes.get_mut(&to).and_then(|n| n.store.as_mut()) {
-                    store.on_raft_message(msg).expect("on_raft_message");
+                let Some(node) = self.nodes.get_mut(&to) else { continue };
+                let Some(store) = node.store.as_mut() else { continue };
+                if let Err(e) = store.on_raft_message(msg) {
+                    assert!(self.fail_stop.contains(&to), "store {to}: on_raft_message: {e}");
+                    node.store = None;
                 }
             }
             if !progressed {
@@ -337,6 +362,11 @@ impl Cluster {
                 self.blocked.insert((*y, *x));
             }
         }
+    }
+
+    /// The messages held so far (see `held`), in the order they were sent.
+    pub fn take_held(&mut self) -> Vec<RaftMessage> {
+        std::mem::take(&mut self.held_messages)
     }
 
     pub fn heal(&mut self) {
