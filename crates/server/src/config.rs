@@ -29,6 +29,9 @@ pub struct NodeConfig {
     /// Largest encoded message the node receives (bigger ones are dropped). In simulation
     /// values travel unencoded, so only hand-made byte messages are held to it.
     pub max_message_bytes: usize,
+    /// A planted crash for canaries: the node panics when it takes its this-many-th client
+    /// command (counted from its start), as a store bug would.
+    pub canary_panic_at_request: Option<u64>,
     pub store: StoreConfig,
 }
 
@@ -50,6 +53,7 @@ impl NodeConfig {
             max_pending_requests: 4096,
             receive_tasks_per_tag: 32,
             max_message_bytes: 4 << 20,
+            canary_panic_at_request: None,
             store,
         }
     }

@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use madsim::time::Instant;
-use minikv_runtime::Clock;
-use minikv_runtime::Alarm;
-use minikv_runtime::net::{Endpoint, Inbox, WireMessage, send_msg};
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
@@ -21,6 +18,9 @@ use minikv_proto::kvrpc::{
 use minikv_proto::metapb::{Region, StoreId};
 use minikv_proto::raft_serverpb::RaftMessage;
 use minikv_raftstore::{ReqToken, Store};
+use minikv_runtime::Alarm;
+use minikv_runtime::Clock;
+use minikv_runtime::net::{Endpoint, Inbox, WireMessage, send_msg};
 use tokio::sync::mpsc;
 
 use crate::config::NodeConfig;
@@ -268,6 +268,12 @@ impl Node {
         }
         let token = ReqToken(self.next_token);
         self.next_token += 1;
+        if self.config.canary_panic_at_request == Some(token.0) {
+            panic!(
+                "canary: store {} panics on its client command {}",
+                self.config.store_id, token.0
+            );
+        }
         match self.store.propose(cmd, token) {
             Ok(()) => {
                 self.waiting.insert(token, Waiting { from, request_id, expect });

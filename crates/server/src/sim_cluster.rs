@@ -11,10 +11,10 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
-use minikv_runtime::Clock;
 use minikv_engine::{Cf, Engine, SimDisk, SimDiskConfig};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, StoreId};
 use minikv_raftstore::StoreConfig;
+use minikv_runtime::Clock;
 
 use crate::config::NodeConfig;
 use crate::node::Node;
@@ -33,6 +33,8 @@ pub struct SimClusterConfig {
     /// See `NodeConfig::ready_batch_window_ms`.
     pub ready_batch_window_ms: u64,
     pub max_pending_requests: usize,
+    /// See `NodeConfig::canary_panic_at_request`.
+    pub canary_panic_at_request: Option<u64>,
     pub store: StoreConfig,
     /// Seeds the simulated disks (each store derives its own).
     pub disk_seed: u64,
@@ -47,6 +49,7 @@ impl SimClusterConfig {
             tick_interval_ms: 10,
             ready_batch_window_ms: 1,
             max_pending_requests: 4096,
+            canary_panic_at_request: None,
             store: StoreConfig {
                 snapshot_chunk_size_bytes: 256 << 10,
                 max_size_per_msg_bytes: 256 << 10,
@@ -131,6 +134,7 @@ impl SimCluster {
             node_config.tick_interval_ms = config.tick_interval_ms;
             node_config.ready_batch_window_ms = config.ready_batch_window_ms;
             node_config.max_pending_requests = config.max_pending_requests;
+            node_config.canary_panic_at_request = config.canary_panic_at_request;
             let booted = Arc::new(AtomicBool::new(false));
             let failed = Arc::new(AtomicBool::new(false));
             let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use minikv_engine::{Engine, SimDisk, SimDiskConfig};
-use minikv_server::sim_cluster::{first_region, store_addr};
 use minikv_runtime::Clock;
+use minikv_server::sim_cluster::{first_region, store_addr};
 use minikv_server::{Node, NodeConfig, NodeProbe};
 
 /// Starts a node of store 1 on `disk` (bootstrapping region 1 if it is empty) and drops it.

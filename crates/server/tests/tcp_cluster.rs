@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use minikv_client::{ClientConfig, Error, RawClient};
-use minikv_runtime::Clock;
 use minikv_engine::{Engine, FileDisk};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
 use minikv_raftstore::StoreConfig;
+use minikv_runtime::Clock;
 use minikv_server::{Node, NodeConfig, NodeProbe};
 use tokio::sync::oneshot;
 

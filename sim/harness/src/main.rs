@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 /// Simulations allocate on every step; mimalloc does that faster than the system allocator.
+/// Counted per thread, so that each run is held to its memory budget.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: minikv_sim::memory::CountingAlloc<mimalloc::MiMalloc> =
+    minikv_sim::memory::CountingAlloc(mimalloc::MiMalloc);
 
 #[cfg(madsim)]
 fn main() -> ExitCode {

@@ -16,9 +16,10 @@ use minikv_proto::metapb::StoreId;
 use minikv_server::sim_cluster::{FIRST_REGION_ID, SimCluster, SimClusterConfig};
 
 use crate::history::Recorder;
+use crate::memory;
 use crate::nemesis::{self, Links, Stats, World};
 use crate::report::{CheckResult, Report, Verdict};
-use crate::scenario::Scenario;
+use crate::scenario::{Canary, Scenario};
 use crate::trace::Trace;
 use crate::workload::{self, Env, Workload};
 use crate::{RunOptions, RunOutput};
@@ -26,6 +27,9 @@ use crate::{RunOptions, RunOutput};
 /// Simulated time allowed beyond the phases and three liveness bounds before the run is
 /// declared hung.
 const HANG_MARGIN_MS: u64 = 60_000;
+
+/// The client command a store panics on under the `store-panic` canary.
+const STORE_PANIC_CANARY_REQUEST: u64 = 50;
 
 /// What the simulation itself concluded (the history checks come after).
 #[derive(Debug, Default)]
@@ -52,15 +56,25 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
     let (trace, history) =
         runtime.block_on(async { (Trace::new(options.trace_level), Recorder::new()) });
     let stats = Arc::new(Mutex::new(Stats::default()));
+    let world_slot = Arc::new(Mutex::new(None));
+    let budget = Budget {
+        start_live_bytes: memory::thread_live_bytes(),
+        memory_bytes: scenario.check.memory_budget_mb.saturating_mul(1 << 20),
+        messages: scenario.check.message_budget,
+    };
     let outcome = {
         let _guard = tracing::subscriber::set_default(trace.subscriber());
-        let sim = simulate(scenario, seed, trace.clone(), history.clone(), stats.clone());
+        let parts = Parts { trace: trace.clone(), history: history.clone(), stats: stats.clone() };
+        let sim = simulate(scenario, seed, budget, parts, world_slot.clone());
         catch_unwind(AssertUnwindSafe(|| runtime.block_on(sim)))
     };
     let sim_ms = runtime
         .block_on(async { madsim::time::Instant::now() })
         .duration_since(trace.origin())
         .as_millis() as u64;
+    if outcome.is_err() {
+        release_after_panic(&mut runtime, &world_slot);
+    }
     drop(runtime);
     let history_text = history.text();
     let mut checks = BTreeMap::new();
@@ -175,17 +189,76 @@ fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
     config.store.snapshot_chunk_size_bytes = *c.snapshot_chunk_bytes.get_ref() as usize;
     config.store.lease_read = c.lease_read;
     config.store.lease_margin_ticks = c.lease_margin_ticks;
-    config.store.canary_early_acks = c.canary == Some(crate::scenario::Canary::EarlyAcks);
+    config.store.canary_early_acks = c.canary == Some(Canary::EarlyAcks);
+    if c.canary == Some(Canary::StorePanic) {
+        config.canary_panic_at_request = Some(STORE_PANIC_CANARY_REQUEST);
+    }
     config
+}
+
+/// What a run may use before it ends as a `crash`: memory its thread holds beyond what it held
+/// at the start, and messages on the simulated network.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    start_live_bytes: i64,
+    memory_bytes: u64,
+    messages: u64,
+}
+
+impl Budget {
+    /// Panics (the run's `crash`) when the run is over a budget.
+    fn enforce(&self) {
+        let held_bytes = memory::thread_live_bytes().saturating_sub(self.start_live_bytes);
+        assert!(
+            held_bytes <= self.memory_bytes as i64,
+            "memory budget exceeded: the run holds {} MiB, over check.memory_budget_mb = {}",
+            held_bytes >> 20,
+            self.memory_bytes >> 20
+        );
+        let messages = madsim::net::NetSim::current().stat().msg_count;
+        assert!(
+            messages <= self.messages,
+            "message budget exceeded: {messages} messages, over check.message_budget = {}",
+            self.messages
+        );
+    }
+}
+
+/// The run's shared recorders, which outlive the simulation.
+struct Parts {
+    trace: Trace,
+    history: Recorder,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// The world of a run, kept where the runner can reach it if the simulation panics.
+type WorldSlot = Arc<Mutex<Option<World>>>;
+
+/// A run that panicked (a store bug, a budget, madsim's time limit) left every node's tasks
+/// alive, holding one another through wakers and channels, so dropping the runtime would not
+/// free them: a sweep over a crashing bug grew to tens of GB. Kill every node, as a passing
+/// run does at its end, and let the executor drop their tasks.
+fn release_after_panic(runtime: &mut Runtime, slot: &WorldSlot) {
+    let world = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    runtime.set_time_limit(Duration::MAX);
+    let release = async move {
+        if let Some(world) = world {
+            world.cluster().shutdown();
+        }
+        madsim::time::sleep(Duration::from_millis(1)).await;
+    };
+    // A task that panics again while being dropped is of no further interest.
+    let _ = catch_unwind(AssertUnwindSafe(|| runtime.block_on(release)));
 }
 
 async fn simulate(
     scenario: &Scenario,
     seed: u64,
-    trace: Trace,
-    history: Recorder,
-    stats: Arc<Mutex<Stats>>,
+    budget: Budget,
+    parts: Parts,
+    world_slot: WorldSlot,
 ) -> SimResult {
+    let Parts { trace, history, stats } = parts;
     trace.name_node(madsim::plugin::node(), "main");
     tracing::info!(target: "minikv::sim", "scenario {} seed {seed}", scenario.name);
     let cluster = SimCluster::start(cluster_config(scenario, seed));
@@ -199,10 +272,11 @@ async fn simulate(
         links: Arc::new(Mutex::new(Links::default())),
         base_latency_ms: *scenario.cluster.latency_ms.get_ref(),
     };
+    *world_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(world.clone());
     let nemesis_node = world.cluster().client_node("nemesis");
     trace.name_node(nemesis_node.id(), "nemesis");
     let run_over = Arc::new(AtomicBool::new(false));
-    let supervisor = nemesis_node.spawn(supervise(world.clone(), run_over.clone()));
+    let supervisor = nemesis_node.spawn(supervise(world.clone(), budget, run_over.clone()));
     let give_up = Arc::new(AtomicBool::new(false));
     let liveness_ms = *scenario.check.liveness_ms.get_ref();
     let bound = Duration::from_millis(liveness_ms);
@@ -303,6 +377,7 @@ async fn simulate(
     run_over.store(true, Ordering::Relaxed);
     supervisor.await.expect("the supervisor panicked");
     drop(workloads);
+    world_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     world.cluster().shutdown();
     // Let the executor drop the killed tasks before the runtime goes.
     madsim::time::sleep(Duration::from_millis(1)).await;
@@ -315,12 +390,13 @@ fn w_letter(node_name: &str) -> &'static str {
 }
 
 /// A node that stopped itself on an error is restarted after a pause, as a supervisor
-/// (systemd, Kubernetes) would.
-async fn supervise(world: World, over: Arc<AtomicBool>) {
+/// (systemd, Kubernetes) would. It also holds the run to its budget.
+async fn supervise(world: World, budget: Budget, over: Arc<AtomicBool>) {
     const RESTART_AFTER_MS: u64 = 200;
     let mut failed_since: BTreeMap<StoreId, Instant> = BTreeMap::new();
     while !over.load(Ordering::Relaxed) {
         madsim::time::sleep(Duration::from_millis(50)).await;
+        budget.enforce();
         let mut c = world.cluster();
         c.reap_finished_tasks();
         for id in c.store_ids() {

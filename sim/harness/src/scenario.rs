@@ -89,7 +89,8 @@ pub struct ClusterSpec {
     pub lease_read: bool,
     pub lease_margin_ticks: u64,
     /// Plants a bug in the store, for canary scenarios that prove the checks catch it:
-    /// `"early-acks"` (a leader acknowledges writes before they commit).
+    /// `"early-acks"` (a leader acknowledges writes before they commit), `"store-panic"` (a
+    /// store panics on its 50th client command: most runs crash).
     pub canary: Option<Canary>,
 }
 
@@ -98,6 +99,7 @@ pub struct ClusterSpec {
 #[serde(rename_all = "kebab-case")]
 pub enum Canary {
     EarlyAcks,
+    StorePanic,
 }
 
 impl Default for ClusterSpec {
@@ -130,11 +132,22 @@ pub struct CheckSpec {
     pub liveness_ms: Spanned<u64>,
     /// Search budget of the linearizability checker per key (beyond it: `unknown`, a failure).
     pub lin_max_steps_per_key: u64,
+    /// Memory the run may hold (its thread's live allocations); beyond it the run ends as
+    /// this seed's `crash`, not the sweep's.
+    pub memory_budget_mb: u64,
+    /// Messages the simulated network may carry in the run; beyond it the run ends as a
+    /// `crash` (a message storm, a livelock).
+    pub message_budget: u64,
 }
 
 impl Default for CheckSpec {
     fn default() -> Self {
-        CheckSpec { liveness_ms: Spanned::new(0..0, 10_000), lin_max_steps_per_key: 20_000_000 }
+        CheckSpec {
+            liveness_ms: Spanned::new(0..0, 10_000),
+            lin_max_steps_per_key: 20_000_000,
+            memory_budget_mb: 2048,
+            message_budget: 20_000_000,
+        }
     }
 }
 
