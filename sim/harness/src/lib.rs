@@ -12,6 +12,7 @@ pub mod memory;
 pub mod report;
 pub mod scenario;
 pub mod seeds;
+pub mod streams;
 pub mod sweep;
 
 #[cfg(madsim)]

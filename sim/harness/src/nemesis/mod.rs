@@ -15,7 +15,7 @@ use madsim::time::Instant;
 use minikv_proto::metapb::StoreId;
 use minikv_server::sim_cluster::SimCluster;
 use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::RngCore;
 use toml::Spanned;
 
 use crate::scenario::{Between, FaultsSpec};
@@ -181,41 +181,39 @@ pub fn start(
 ) -> Vec<JoinHandle<()>> {
     let stores = world.cluster().store_ids();
     let mut tasks = Vec::new();
-    let ctx = |kind: &str, index: u64| Ctx {
+    let ctx = |kind: &str| Ctx {
         world: world.clone(),
-        rng: ChaCha8Rng::seed_from_u64(
-            seed ^ 0x6e65_6d65_7369_7300 ^ (phase as u64).wrapping_mul(0x9e37_79b9) ^ index,
-        ),
+        rng: crate::streams::stream(seed, &format!("nemesis/p{phase}/{kind}")),
         end,
         stores: stores.clone(),
         prefix: format!("p{phase}.{kind}"),
     };
     if let Some(s) = faults.partition.clone() {
-        tasks.push(node.spawn(net::partition(ctx("partition", 1), s)));
+        tasks.push(node.spawn(net::partition(ctx("partition"), s)));
     }
     if let Some(s) = faults.clog.clone() {
-        tasks.push(node.spawn(net::clog(ctx("clog", 2), s)));
+        tasks.push(node.spawn(net::clog(ctx("clog"), s)));
     }
     if let Some(s) = faults.loss.clone() {
-        tasks.push(node.spawn(net::loss(ctx("loss", 3), s)));
+        tasks.push(node.spawn(net::loss(ctx("loss"), s)));
     }
     if let Some(s) = faults.latency.clone() {
-        tasks.push(node.spawn(net::latency(ctx("latency", 4), s)));
+        tasks.push(node.spawn(net::latency(ctx("latency"), s)));
     }
     if let Some(s) = faults.kill.clone() {
-        tasks.push(node.spawn(node::kill(ctx("kill", 5), s)));
+        tasks.push(node.spawn(node::kill(ctx("kill"), s)));
     }
     if let Some(s) = faults.pause.clone() {
-        tasks.push(node.spawn(node::pause(ctx("pause", 6), s)));
+        tasks.push(node.spawn(node::pause(ctx("pause"), s)));
     }
     if let Some(s) = faults.clock.clone() {
-        tasks.push(node.spawn(node::clock(ctx("clock", 7), s)));
+        tasks.push(node.spawn(node::clock(ctx("clock"), s)));
     }
     if let Some(s) = faults.disk.clone() {
-        tasks.push(node.spawn(node::disk(ctx("disk", 8), s)));
+        tasks.push(node.spawn(node::disk(ctx("disk"), s)));
     }
     if let Some(s) = faults.membership.clone() {
-        tasks.push(node.spawn(node::membership(ctx("membership", 9), s)));
+        tasks.push(node.spawn(node::membership(ctx("membership"), s)));
     }
     tasks
 }

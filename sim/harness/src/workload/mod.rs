@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use minikv_client::{ClientConfig, RawClient};
-use minikv_runtime::Clock;
 use minikv_proto::metapb::StoreId;
+use minikv_runtime::Clock;
 
 use crate::history::{Kind, Recorder, json_opt};
 use crate::report::CheckResult;
@@ -256,9 +256,5 @@ impl Client {
 
 /// A seeded stream for client `index` of a workload instance.
 pub fn client_rng(env: &Env, workload: &str, index: u64) -> rand_chacha::ChaCha8Rng {
-    use rand_core::SeedableRng;
-    let tag = minikv_engine::checksum::xxh64(format!("{}/{workload}", env.instance).as_bytes(), 0);
-    rand_chacha::ChaCha8Rng::seed_from_u64(
-        env.seed ^ tag ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-    )
+    crate::streams::stream(env.seed, &format!("client/{}/{workload}/{index}", env.instance))
 }
