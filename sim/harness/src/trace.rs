@@ -24,16 +24,25 @@ pub const AUDIT_TARGET: &str = "minikv::audit";
 pub const HARNESS_TARGET: &str = "minikv::sim";
 
 /// Shared state of a run's trace.
-#[derive(Debug)]
 struct Inner {
     origin: Instant,
     level: TraceLevel,
     /// madsim node id (its Display form) -> our name for it (`s1`, `c3`, `nemesis`).
     names: BTreeMap<String, String>,
     lines: Vec<String>,
-    /// XXH64 state over the info-level lines.
-    hash_text: Vec<u8>,
+    /// XXH64 over the info-level lines, fed as they come.
+    hasher: xxhash_rust::xxh64::Xxh64,
     auditor: Auditor,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("level", &self.level)
+            .field("lines", &self.lines.len())
+            .field("auditor", &self.auditor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Handle on a run's trace; clones share it.
@@ -51,7 +60,7 @@ impl Trace {
                 level,
                 names: BTreeMap::new(),
                 lines: Vec::new(),
-                hash_text: Vec::new(),
+                hasher: xxhash_rust::xxh64::Xxh64::new(0),
                 auditor: Auditor::default(),
             })),
         }
@@ -83,7 +92,7 @@ impl Trace {
 
     /// XXH64 of the info-level lines, 16 hex digits.
     pub fn hash(&self) -> String {
-        format!("{:016x}", minikv_engine::checksum::xxh64(&self.lock().hash_text, 0))
+        format!("{:016x}", self.lock().hasher.digest())
     }
 
     /// Runs `f` on the auditor.
@@ -122,8 +131,8 @@ impl Trace {
             line.pop();
         }
         if info {
-            inner.hash_text.extend_from_slice(line.as_bytes());
-            inner.hash_text.push(b'\n');
+            inner.hasher.update(line.as_bytes());
+            inner.hasher.update(b"\n");
         }
         inner.lines.push(line);
     }
