@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minikv_runtime::net::{Endpoint, Inbox, send_msg};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvContext, KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST,
@@ -15,11 +14,12 @@ use minikv_proto::kvrpc::{
 };
 use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
+use minikv_runtime::net::{Endpoint, Inbox, send_msg};
 
-use minikv_runtime::Alarm;
-use minikv_runtime::Clock;
 use crate::error::{Error, Result};
 use crate::region_cache::RegionCache;
+use minikv_runtime::Alarm;
+use minikv_runtime::Clock;
 
 /// Tunables of a raw client.
 #[derive(Debug, Clone, PartialEq, Eq)]

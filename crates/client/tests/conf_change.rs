@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minikv_runtime::net::{Inbox, send_msg};
 use minikv_client::{ClientConfig, Error, RawClient};
-use minikv_runtime::Clock;
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST, TAG_KV_RESPONSE,
 };
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
 use minikv_proto::raftpb::ConfChangeType;
+use minikv_runtime::Clock;
+use minikv_runtime::net::{Inbox, send_msg};
 
 const STORE_ADDR: &str = "10.0.0.1:20160";
 

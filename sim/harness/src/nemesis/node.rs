@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use madsim::time::Instant;
 use minikv_client::{ClientConfig, RawClient};
-use minikv_runtime::Clock;
 use minikv_proto::metapb::{Peer, PeerRole, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
+use minikv_runtime::Clock;
 use minikv_server::sim_cluster::FIRST_REGION_ID;
 
 use super::Ctx;
