@@ -5,12 +5,14 @@
 //! arms a timer only when none is already armed for an instant between now and the deadline;
 //! the armed one wakes the task, which then arms the next.
 //!
-//! An alarm belongs to one task: a timer wakes the task that armed it. Outside simulation the
-//! armed sleep is kept alive (dropping a tokio sleep disarms it).
+//! A timer wakes the task that armed it, so an alarm reuses its armed timer only for the task
+//! that armed it: an alarm moved into another task (a client handed from one task to the
+//! next) arms again for the new one. Outside simulation the armed sleep is kept alive
+//! (dropping a tokio sleep disarms it).
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use madsim::time::Instant;
 
@@ -21,8 +23,8 @@ type BoxedSleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// See the module documentation.
 #[derive(Default)]
 pub struct Alarm {
-    /// The armed sleep and its deadline.
-    armed: Option<(Instant, BoxedSleep)>,
+    /// The armed sleep, its deadline, and the waker (task) its timer wakes.
+    armed: Option<(Instant, BoxedSleep, Waker)>,
     /// Timers armed so far (each is one timer in the runtime).
     armed_count: u64,
     time: RuntimeTime,
@@ -31,7 +33,7 @@ pub struct Alarm {
 impl std::fmt::Debug for Alarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Alarm")
-            .field("armed_at", &self.armed.as_ref().map(|(at, _)| *at))
+            .field("armed_at", &self.armed.as_ref().map(|(at, ..)| *at))
             .field("armed_count", &self.armed_count)
             .finish()
     }
@@ -44,16 +46,17 @@ impl Alarm {
         if now >= deadline {
             return Poll::Ready(());
         }
-        if let Some((armed_at, _)) = &self.armed
+        if let Some((armed_at, _, waker)) = &self.armed
             && *armed_at > now
             && *armed_at <= deadline
+            && waker.will_wake(cx.waker())
         {
             return Poll::Pending;
         }
         let mut sleep: BoxedSleep = Box::pin(madsim::time::sleep_until(deadline));
         self.armed_count += 1;
         let poll = sleep.as_mut().poll(cx);
-        self.armed = Some((deadline, sleep));
+        self.armed = Some((deadline, sleep, cx.waker().clone()));
         poll
     }
 
@@ -116,6 +119,24 @@ mod tests {
         assert_eq!(alarm.race(later, pending::<()>()).await, None);
         assert!(Instant::now() >= later && Instant::now() < far);
         assert_eq!(alarm.armed_count(), 3);
+    }
+
+    #[madsim::test]
+    async fn an_alarm_moved_to_another_task_wakes_that_task() {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut alarm = Alarm::default();
+        // Armed by this task, for a deadline that the next task waits on too.
+        assert_eq!(alarm.race(deadline, sleep(Duration::from_millis(1))).await, Some(()));
+        let waiter = madsim::task::spawn(async move {
+            let fired = alarm.race(deadline, pending::<()>()).await.is_none();
+            (fired, Instant::now())
+        });
+        // Only the new task's own timer can wake it; the first task's wakes the first task.
+        let (fired, at) = madsim::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the moved alarm never woke its new task")
+            .expect("the task ran");
+        assert!(fired && at >= deadline && at < deadline + Duration::from_millis(1));
     }
 
     /// Polls the alarm once for `deadline`; true if it was pending.
