@@ -62,6 +62,8 @@ pub struct ClientStats {
     pub backoffs: u64,
     /// Writes proposed, definitely not applied (e.g. `ProposalDropped`), and tried again.
     pub proposals_retried: u64,
+    /// Responses that did not answer the request in flight (stale or undecodable), skipped.
+    pub responses_skipped: u64,
 }
 
 /// How one attempt ended.
@@ -338,6 +340,10 @@ impl RawClient {
                     last_error = Some(e.to_string());
                     self.on_region_error(&region, &target, e)
                 }
+                // The store proposed and then answered oddly: a write may have applied.
+                Attempt::Answered(KvResponse::Other(reason)) if !is_read => {
+                    return Err(Error::Unknown(format!("the store answered: {reason}")));
+                }
                 Attempt::Answered(KvResponse::Other(reason)) => return Err(Error::Store(reason)),
                 Attempt::Answered(response) => return Ok((response, region)),
                 Attempt::NotSent(reason) => {
@@ -467,7 +473,9 @@ impl RawClient {
     }
 
     /// One attempt: send to `store`, wait for the answer with this request's id until
-    /// `deadline_ms`. Answers to earlier, abandoned requests are skipped.
+    /// `deadline_ms`. What does not answer it (an answer to an earlier, abandoned request, or
+    /// bytes that decode as no answer) is skipped: taking it as this request's answer would
+    /// turn a write that may have applied into a failure.
     async fn call(
         &mut self,
         store: StoreId,
@@ -500,10 +508,8 @@ impl RawClient {
                 Some(Ok((Ok(resp), _from))) if resp.request_id == request_id => {
                     return Attempt::Answered(resp.response);
                 }
-                Some(Ok((Ok(_stale), _from))) => continue,
-                Some(Ok((Err(dropped), _from))) => {
-                    return Attempt::Answered(KvResponse::Other(format!("response {dropped}")));
-                }
+                Some(Ok((Ok(_stale), _from))) => self.stats.responses_skipped += 1,
+                Some(Ok((Err(_undecodable), _from))) => self.stats.responses_skipped += 1,
             }
         }
     }

@@ -3,86 +3,17 @@
 //! instead of being retried on the newer region; data requests still follow the new epoch.
 #![cfg(madsim)]
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use minikv_client::{ClientConfig, Error, RawClient};
+use minikv_client::Error;
 use minikv_proto::errorpb::RegionError;
-use minikv_proto::kvrpc::{
-    KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, TAG_KV_REQUEST, TAG_KV_RESPONSE,
-};
-use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
+use minikv_proto::kvrpc::{KvRequest, KvRequestEnvelope, KvResponse};
+use minikv_proto::metapb::Region;
 use minikv_proto::raftpb::ConfChangeType;
-use minikv_runtime::Clock;
-use minikv_runtime::net::{Inbox, send_msg};
-
-const STORE_ADDR: &str = "10.0.0.1:20160";
-
-/// Answers each request from what the store has seen so far (`log`, this request last).
-type Script = Box<dyn FnMut(&[KvRequestEnvelope]) -> KvResponse + Send>;
-
-fn peer(id: u64) -> Peer {
-    Peer { id, store_id: 1, role: PeerRole::Voter }
-}
-
-/// Region 1 over every key at `conf_ver`, with peers `ids` (all on store 1).
-fn region(conf_ver: u64, ids: &[u64]) -> Region {
-    Region {
-        id: 1,
-        start_key: vec![],
-        end_key: vec![],
-        epoch: RegionEpoch { conf_ver, version: 1 },
-        peers: ids.iter().map(|id| peer(*id)).collect(),
-    }
-}
+use support::{Script, peer, region, with_store};
 
 fn epoch_not_match(current: Region) -> RegionError {
     RegionError::EpochNotMatch { current_regions: vec![current] }
-}
-
-async fn serve(mut script: Script, log: Arc<Mutex<Vec<KvRequestEnvelope>>>) {
-    let endpoint = minikv_runtime::net::Endpoint::bind(STORE_ADDR).await.expect("store binds");
-    let inbox = Inbox::new(TAG_KV_REQUEST, 1 << 16);
-    loop {
-        let (request, from) = inbox.recv::<KvRequestEnvelope>(&endpoint).await.expect("recv");
-        let request = request.expect("a request");
-        let response = {
-            let mut log = log.lock().unwrap();
-            log.push(request.clone());
-            script(&log)
-        };
-        let envelope = KvResponseEnvelope { request_id: request.request_id, response };
-        send_msg(&endpoint, from, TAG_KV_RESPONSE, envelope).await.expect("send");
-    }
-}
-
-/// Starts the scripted store, runs `body` with a client on another node, and returns what
-/// `body` returned and every request the store saw.
-async fn with_store<T, F, Fut>(script: Script, body: F) -> (T, Vec<KvRequestEnvelope>)
-where
-    T: Send + 'static,
-    F: FnOnce(RawClient) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T> + Send,
-{
-    let handle = madsim::runtime::Handle::current();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let store = handle.create_node().name("store").ip("10.0.0.1".parse().unwrap()).build();
-    store.spawn(serve(script, log.clone()));
-    let client = handle.create_node().name("client").ip("10.0.0.2".parse().unwrap()).build();
-    let addr: SocketAddr = STORE_ADDR.parse().unwrap();
-    let config = ClientConfig::new(BTreeMap::from([(1, addr)]));
-    let out = client
-        .spawn(async move {
-            madsim::time::sleep(Duration::from_millis(1)).await; // the store binds first
-            let client = RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
-            body(client).await
-        })
-        .await
-        .expect("the client task");
-    let seen = log.lock().unwrap().clone();
-    (out, seen)
 }
 
 /// The epochs of the `ChangePeer` (or `RawPut`) requests the store saw, in order.

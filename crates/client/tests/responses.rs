@@ -1,0 +1,64 @@
+//! What the client makes of answers that do not answer the request in flight: a stale or
+//! undecodable response is skipped, never taken as the answer; and a store answer that is
+//! not the expected kind leaves a write's outcome unknown (it may have applied), never `fail`.
+#![cfg(madsim)]
+
+mod support;
+
+use minikv_client::Error;
+use minikv_proto::errorpb::RegionError;
+use minikv_proto::kvrpc::{KvRequest, KvResponse};
+use support::{Extra, Script, peer, region, with_noisy_store, with_store};
+
+/// A store that locates region 1 with itself as leader and answers puts with `put`.
+fn put_script(put: KvResponse) -> Script {
+    Box::new(move |log| match &log.last().unwrap().request {
+        KvRequest::LocateKey { .. } => {
+            KvResponse::Located { region: region(1, &[1]), leader: Some(peer(1)) }
+        }
+        KvRequest::RawPut { .. } => put.clone(),
+        other => panic!("unexpected request {other:?}"),
+    })
+}
+
+#[madsim::test]
+async fn stale_and_undecodable_responses_are_skipped() {
+    // Before its answer to each put, the store sends an undecodable response and a stale
+    // answer (an error the client would act on, were it taken as the answer).
+    let noise = Box::new(|request: &minikv_proto::kvrpc::KvRequestEnvelope| {
+        if !matches!(request.request, KvRequest::RawPut { .. }) {
+            return Vec::new();
+        }
+        let refused = RegionError::ServerIsBusy { reason: "stale".to_string() };
+        vec![Extra::Garbage(vec![0xff; 7]), Extra::Stale(KvResponse::RegionError(refused))]
+    });
+    let (result, seen) =
+        with_noisy_store(put_script(KvResponse::Put), noise, |mut client| async move {
+            client.put(b"k", b"v").await
+        })
+        .await;
+    assert_eq!(result, Ok(()));
+    let puts = seen.iter().filter(|r| matches!(r.request, KvRequest::RawPut { .. })).count();
+    assert_eq!(puts, 1, "the put was sent once and answered once");
+}
+
+#[madsim::test]
+async fn an_answer_of_the_wrong_kind_leaves_a_write_unknown() {
+    let odd = KvResponse::Other("store answered [Get] to a request expecting Put".to_string());
+    let (result, _) =
+        with_store(put_script(odd), |mut client| async move { client.put(b"k", b"v").await }).await;
+    assert!(matches!(&result, Err(e) if e.is_unknown()), "{result:?}");
+}
+
+#[madsim::test]
+async fn an_answer_of_the_wrong_kind_fails_a_read() {
+    let odd = KvResponse::Other("store answered [Put] to a request expecting Get".to_string());
+    let script: Script = Box::new(move |log| match &log.last().unwrap().request {
+        KvRequest::LocateKey { .. } => {
+            KvResponse::Located { region: region(1, &[1]), leader: Some(peer(1)) }
+        }
+        _ => odd.clone(),
+    });
+    let (result, _) = with_store(script, |mut client| async move { client.get(b"k").await }).await;
+    assert!(matches!(&result, Err(Error::Store(_))), "{result:?}");
+}
