@@ -14,7 +14,7 @@ use minikv_proto::kvrpc::{
 };
 use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
-use minikv_runtime::net::{Endpoint, Inbox, send_msg};
+use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, send_msg};
 
 use crate::error::{Error, Result};
 use crate::region_cache::RegionCache;
@@ -32,9 +32,6 @@ pub struct ClientConfig {
     pub rpc_timeout_ms: u64,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
-    /// Largest encoded response accepted (bigger ones are a store error). In simulation
-    /// responses travel unencoded and only hand-made byte responses are held to it.
-    pub max_response_bytes: usize,
     /// Most pairs one scan page asks a region for.
     pub scan_page_limit: u64,
 }
@@ -47,7 +44,6 @@ impl ClientConfig {
             rpc_timeout_ms: 500,
             backoff_base_ms: 5,
             backoff_max_ms: 200,
-            max_response_bytes: 1 << 20,
             scan_page_limit: 1024,
         }
     }
@@ -71,6 +67,8 @@ enum Attempt {
     Answered(KvResponse),
     /// Nothing was sent (definite: the request had no effect).
     NotSent(String),
+    /// Nothing was sent, and retrying cannot help (the request is over the message limit).
+    Unsendable(String),
     /// Sent, no answer in time.
     NoAnswer,
 }
@@ -113,7 +111,7 @@ impl RawClient {
     pub async fn connect(config: ClientConfig, clock: Clock, bind_addr: &str) -> Result<Self> {
         let endpoint =
             Endpoint::bind(bind_addr).await.map_err(|e| Error::Transport(e.to_string()))?;
-        let inbox = Inbox::new(TAG_KV_RESPONSE, config.max_response_bytes);
+        let inbox = Inbox::new(TAG_KV_RESPONSE, MAX_MESSAGE_BYTES);
         Ok(RawClient {
             endpoint,
             config,
@@ -346,6 +344,7 @@ impl RawClient {
                 }
                 Attempt::Answered(KvResponse::Other(reason)) => return Err(Error::Store(reason)),
                 Attempt::Answered(response) => return Ok((response, region)),
+                Attempt::Unsendable(reason) => return Err(Error::Transport(reason)),
                 Attempt::NotSent(reason) => {
                     last_error = Some(reason);
                     self.cache.forget_leader(region.id);
@@ -490,6 +489,9 @@ impl RawClient {
         self.next_request_id += 1;
         let envelope = KvRequestEnvelope { request_id, context, request };
         if let Err(e) = send_msg(&self.endpoint, addr, TAG_KV_REQUEST, envelope).await {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                return Attempt::Unsendable(format!("the request: {e}"));
+            }
             return Attempt::NotSent(format!("send to store {store}: {e}"));
         }
         self.stats.rpcs_sent += 1;

@@ -18,6 +18,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     postcard::to_stdvec(value).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// The length of `value`'s encoding, computed without encoding it (no buffer, no copies).
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
 /// Decodes exactly one value from `bytes`; trailing bytes are an error, not silently ignored.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, rest) =

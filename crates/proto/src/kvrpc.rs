@@ -217,10 +217,14 @@ mod tests {
         ];
         for (i, response) in responses.into_iter().enumerate() {
             let env = KvResponseEnvelope { request_id: i as u64, response };
-            assert_eq!(decode::<KvResponseEnvelope>(&encode(&env).unwrap()).unwrap(), env);
+            let bytes = encode(&env).unwrap();
+            assert_eq!(crate::encoded_len(&env).unwrap(), bytes.len(), "{env:?}");
+            assert_eq!(decode::<KvResponseEnvelope>(&bytes).unwrap(), env);
         }
         let batch = RaftMessageBatch { messages: vec![RaftMessage::default(); 2] };
-        assert_eq!(decode::<RaftMessageBatch>(&encode(&batch).unwrap()).unwrap(), batch);
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(crate::encoded_len(&batch).unwrap(), bytes.len());
+        assert_eq!(decode::<RaftMessageBatch>(&bytes).unwrap(), batch);
     }
 
     #[test]

@@ -12,4 +12,4 @@ pub mod raft_cmdpb;
 pub mod raft_serverpb;
 pub mod raftpb;
 
-pub use codec::{CodecError, decode, encode};
+pub use codec::{CodecError, decode, encode, encoded_len};

@@ -6,8 +6,11 @@ pub struct StoreConfig {
     /// Base Raft election timeout (randomized in `[t, 2t)` by the Raft core).
     pub election_tick: usize,
     pub heartbeat_tick: usize,
-    /// Max bytes of entries in one Append.
+    /// Max bytes of entries in one Append (but at least one entry).
     pub max_size_per_msg_bytes: u64,
+    /// Largest command a client may propose (its encoding); bigger ones are refused, so that
+    /// an Append, which carries at least one entry, always fits in a message.
+    pub raft_entry_max_size_bytes: u64,
     pub max_inflight_msgs: usize,
     /// Proposals plus reads waiting in one peer; more are refused with `ServerIsBusy`.
     pub max_pending_proposals_per_peer: usize,
@@ -48,6 +51,7 @@ impl Default for StoreConfig {
             election_tick: 10,
             heartbeat_tick: 2,
             max_size_per_msg_bytes: 1 << 20,
+            raft_entry_max_size_bytes: 1 << 20,
             max_inflight_msgs: 256,
             max_pending_proposals_per_peer: 1024,
             raft_log_gc_tick_interval_ticks: 10,

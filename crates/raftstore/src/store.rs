@@ -157,6 +157,15 @@ impl Store {
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return Err(RegionError::RegionNotFound { region_id });
         };
+        let entry_bytes = minikv_proto::encoded_len(&cmd).expect("a command always encodes");
+        if entry_bytes as u64 > self.config.raft_entry_max_size_bytes {
+            return Err(RegionError::CommandRefused {
+                reason: format!(
+                    "a command of {entry_bytes} bytes, over raft_entry_max_size_bytes {}",
+                    self.config.raft_entry_max_size_bytes
+                ),
+            });
+        }
         let read_id = self.next_read_id;
         self.next_read_id += 1;
         peer.propose(&self.config, cmd, token, read_id, &mut self.responses)?;

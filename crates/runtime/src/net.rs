@@ -27,11 +27,17 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The largest message (its encoding) that crosses the network, in simulation as over TCP:
+/// `send_msg` refuses a bigger one in both, and every `Inbox` drops a bigger frame. Whatever
+/// builds messages (a node's Raft batches, a scan page) keeps them under it.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 /// A value that crosses the network: one of the proto types.
 pub trait WireMessage: Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> WireMessage for T {}
 
-/// Sends `msg` to `dst` under `tag`. `Ok` does not mean delivered.
+/// Sends `msg` to `dst` under `tag`. `Ok` does not mean delivered. A message whose encoding
+/// is over [`MAX_MESSAGE_BYTES`] is refused (`ErrorKind::InvalidInput`), in simulation too.
 ///
 /// In simulation the value itself is the datagram, moved and never encoded: madsim carries
 /// any value (its own RPC shims work the same way), the network fault model has no byte-level
@@ -43,14 +49,27 @@ pub async fn send_msg<T: WireMessage>(
     tag: u64,
     msg: T,
 ) -> io::Result<()> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     #[cfg(madsim)]
-    return endpoint.send_to_raw(dst, tag, Box::new(msg)).await;
+    {
+        let bytes = minikv_proto::encoded_len(&msg).map_err(|e| invalid(e.to_string()))?;
+        check_size(bytes).map_err(invalid)?;
+        endpoint.send_to_raw(dst, tag, Box::new(msg)).await
+    }
     #[cfg(not(madsim))]
     {
-        let bytes = minikv_proto::encode(&msg)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let bytes = minikv_proto::encode(&msg).map_err(|e| invalid(e.to_string()))?;
+        check_size(bytes.len()).map_err(invalid)?;
         endpoint.send_owned_to(dst, tag, bytes).await
     }
+}
+
+/// `Err` naming the sizes if a message of `bytes` may not cross the network.
+pub fn check_size(bytes: usize) -> Result<(), String> {
+    if bytes > MAX_MESSAGE_BYTES {
+        return Err(format!("a message of {bytes} bytes, over the limit of {MAX_MESSAGE_BYTES}"));
+    }
+    Ok(())
 }
 
 /// A message that arrived but is not handed over, and why.
@@ -323,7 +342,16 @@ mod real {
 
 #[cfg(all(test, not(madsim)))]
 mod tests {
-    use super::Endpoint;
+    use super::{Endpoint, MAX_MESSAGE_BYTES, send_msg};
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_over_tcp() {
+        let a = Endpoint::bind("127.0.0.1:0").await.unwrap();
+        let b = Endpoint::bind("127.0.0.1:0").await.unwrap();
+        let over = vec![0u8; MAX_MESSAGE_BYTES];
+        let refused = send_msg(&a, b.local_addr().unwrap(), 7, over).await.expect_err("over");
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+    }
 
     #[tokio::test]
     async fn messages_arrive_by_tag_and_a_restarted_peer_is_reached_again() {
@@ -398,5 +426,17 @@ mod sim_tests {
                 if reason.contains("KvResponseEnvelope"))),
             "{received:?}"
         );
+    }
+
+    #[madsim::test]
+    async fn a_message_over_the_limit_is_refused_in_simulation_as_over_tcp() {
+        let a = Endpoint::bind("127.0.0.1:1").await.unwrap();
+        let to: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let fits = vec![0u8; MAX_MESSAGE_BYTES - 8];
+        assert!(send_msg(&a, to, 7, fits).await.is_ok());
+        let over = vec![0u8; MAX_MESSAGE_BYTES];
+        let refused = send_msg(&a, to, 7, over).await.expect_err("over the limit");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        assert!(refused.to_string().contains("over the limit"), "{refused}");
     }
 }

@@ -26,9 +26,6 @@ pub struct NodeConfig {
     /// simulated time, so one task caps a tag at 1000 messages per simulated second and the
     /// rest queue up; several tasks receive in parallel.
     pub receive_tasks_per_tag: usize,
-    /// Largest encoded message the node receives (bigger ones are dropped). In simulation
-    /// values travel unencoded, so only hand-made byte messages are held to it.
-    pub max_message_bytes: usize,
     /// A planted crash for canaries: the node panics when it takes its this-many-th client
     /// command (counted from its start), as a store bug would.
     pub canary_panic_at_request: Option<u64>,
@@ -52,7 +49,6 @@ impl NodeConfig {
             ready_batch_window_ms: 1,
             max_pending_requests: 4096,
             receive_tasks_per_tag: 32,
-            max_message_bytes: 4 << 20,
             canary_panic_at_request: None,
             store,
         }

@@ -9,6 +9,9 @@ pub enum Error {
     Engine(#[from] minikv_engine::Error),
     #[error("transport: {0}")]
     Transport(String),
+    /// The configuration cannot work (names the field).
+    #[error("config: {0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

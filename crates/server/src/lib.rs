@@ -4,6 +4,7 @@
 //! `sim_cluster` (only under `cfg(madsim)`) builds whole clusters of nodes on simulated disks
 //! for tests and benchmarks.
 
+pub mod batch;
 pub mod config;
 pub mod convert;
 pub mod error;

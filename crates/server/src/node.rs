@@ -17,12 +17,13 @@ use minikv_proto::kvrpc::{
 };
 use minikv_proto::metapb::{Region, StoreId};
 use minikv_proto::raft_serverpb::RaftMessage;
-use minikv_raftstore::{ReqToken, Store};
+use minikv_raftstore::{ReqToken, Store, StoreConfig};
 use minikv_runtime::Alarm;
 use minikv_runtime::Clock;
-use minikv_runtime::net::{Endpoint, Inbox, WireMessage, send_msg};
+use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, WireMessage, send_msg};
 use tokio::sync::mpsc;
 
+use crate::batch;
 use crate::config::NodeConfig;
 use crate::convert::{Expect, to_command, to_response};
 use crate::error::{Error, Result};
@@ -79,6 +80,7 @@ impl Node {
         bootstrap: Option<Region>,
     ) -> Result<Node> {
         let store_id = config.store_id;
+        check_message_bounds(&config.store)?;
         let mut store = Store::open(store_id, engine.clone(), config.store.clone()).inspect_err(
             |e| tracing::info!(target: "minikv::trace", "store {store_id}: cannot open: {e}"),
         )?;
@@ -147,12 +149,7 @@ impl Node {
         assert!(self.config.receive_tasks_per_tag > 0, "receive_tasks_per_tag must be positive");
         for _ in 0..self.config.receive_tasks_per_tag {
             for tag in [TAG_RAFT, TAG_KV_REQUEST] {
-                spawn_receiver(
-                    self.endpoint.clone(),
-                    tag,
-                    self.config.max_message_bytes,
-                    tx.clone(),
-                );
+                spawn_receiver(self.endpoint.clone(), tag, tx.clone());
             }
         }
         drop(tx);
@@ -322,7 +319,12 @@ impl Node {
             by_store.entry(msg.to_peer.store_id).or_default().push(msg);
         }
         let mut batches = 0;
-        for (store_id, messages) in by_store {
+        let mut largest_batch_bytes = 0;
+        let by_store = by_store.into_iter().flat_map(|(store_id, messages)| {
+            batch::split(messages, MAX_MESSAGE_BYTES).into_iter().map(move |b| (store_id, b))
+        });
+        for (store_id, (messages, bytes)) in by_store {
+            largest_batch_bytes = largest_batch_bytes.max(bytes);
             let Some(addr) = self.config.stores.get(&store_id).copied() else { continue };
             let endpoint = &self.endpoint;
             let queue = self.raft_queues.entry(store_id).or_insert_with(|| {
@@ -334,11 +336,21 @@ impl Node {
             let _ = queue.send(RaftMessageBatch { messages });
             batches += 1;
         }
-        self.probe.update(|p| p.raft_batches_sent += batches);
+        self.probe.update(|p| {
+            p.raft_batches_sent += batches;
+            p.largest_raft_batch_bytes = p.largest_raft_batch_bytes.max(largest_batch_bytes);
+        });
     }
 
     fn reply(&mut self, to: SocketAddr, request_id: u64, response: KvResponse) {
-        let envelope = KvResponseEnvelope { request_id, response };
+        let mut envelope = KvResponseEnvelope { request_id, response };
+        let bytes = minikv_proto::encoded_len(&envelope).expect("a response always encodes");
+        if let Err(why) = minikv_runtime::net::check_size(bytes) {
+            // Only a read answers with data (a scan page, a batch get): it fails, and a
+            // smaller page would fit.
+            let why = format!("the response is {why}; ask for less");
+            envelope.response = KvResponse::Other(why);
+        }
         send_detached(self.endpoint.clone(), to, TAG_KV_RESPONSE, envelope);
         self.probe.update(|p| p.requests_answered += 1);
     }
@@ -386,16 +398,11 @@ fn send_detached<T: WireMessage>(endpoint: Endpoint, to: SocketAddr, tag: u64, m
 }
 
 /// Receives messages with `tag` forever and forwards them to the loop. Runs in its own task
-/// so that no message is lost to a cancelled receive. Messages over `max_message_bytes` or
+/// so that no message is lost to a cancelled receive. Messages over `MAX_MESSAGE_BYTES` or
 /// that do not decode are dropped.
-fn spawn_receiver(
-    endpoint: Endpoint,
-    tag: u64,
-    max_message_bytes: usize,
-    tx: mpsc::UnboundedSender<Event>,
-) {
+fn spawn_receiver(endpoint: Endpoint, tag: u64, tx: mpsc::UnboundedSender<Event>) {
     drop(madsim::task::spawn(async move {
-        let inbox = Inbox::new(tag, max_message_bytes);
+        let inbox = Inbox::new(tag, MAX_MESSAGE_BYTES);
         loop {
             let event = if tag == TAG_RAFT {
                 let Ok((batch, _)) = inbox.recv::<RaftMessageBatch>(&endpoint).await else {
@@ -415,4 +422,30 @@ fn spawn_receiver(
             }
         }
     }));
+}
+
+/// Refuses a store configuration under which a message the store makes might not fit in
+/// `MAX_MESSAGE_BYTES`: an Append carries entries up to `max_size_per_msg_bytes`, or one entry
+/// of up to `raft_entry_max_size_bytes`, and encodes in at most about 1.3 times their counted
+/// size (`Entry::size_bytes` counts 24 bytes of header, the encoding takes up to 31); a
+/// snapshot chunk carries `snapshot_chunk_size_bytes`. Each gets twice its payload, plus room
+/// for the message around it.
+fn check_message_bounds(store: &StoreConfig) -> Result<()> {
+    const MESSAGE_HEADROOM_BYTES: u64 = 64 << 10;
+    let limit = MAX_MESSAGE_BYTES as u64;
+    let payloads = [
+        ("max_size_per_msg_bytes", store.max_size_per_msg_bytes),
+        ("raft_entry_max_size_bytes", store.raft_entry_max_size_bytes),
+        ("snapshot_chunk_size_bytes", store.snapshot_chunk_size_bytes as u64),
+    ];
+    for (field, bytes) in payloads {
+        if bytes.saturating_mul(2).saturating_add(MESSAGE_HEADROOM_BYTES) > limit {
+            return Err(Error::Config(format!(
+                "store.{field} = {bytes}: messages carrying that much may not fit in the \
+                 {limit}-byte message limit (at most {} allowed)",
+                (limit - MESSAGE_HEADROOM_BYTES) / 2
+            )));
+        }
+    }
+    Ok(())
 }

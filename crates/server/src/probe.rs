@@ -21,6 +21,8 @@ pub struct ProbeState {
     pub busy_rejections: u64,
     pub raft_messages_received: u64,
     pub raft_batches_sent: u64,
+    /// The largest Raft batch (its encoding) this node sent, in bytes.
+    pub largest_raft_batch_bytes: usize,
 }
 
 /// Shared handle; clones see the same state (across restarts of the node too).
