@@ -1,20 +1,21 @@
 //! A hand-written partition story on five stores: the leader and one follower are cut off;
 //! writes on the majority side succeed, the minority sees none of them (neither in its engines
 //! nor through a client that can only reach it), and after the heal the old leader catches up.
+//! A failure prints its seed and the command that replays it (`MINIKV_SIM_SEED`).
 
 #![cfg(madsim)]
 
-mod common;
-
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
-use common::run_seeded;
 use madsim::time::Instant;
 use minikv_client::{ClientConfig, RawClient};
 use minikv_runtime::Clock;
 use minikv_server::sim_cluster::{SimCluster, SimClusterConfig};
 
 const WRITES: u32 = 10;
+/// The seeds the story runs with; `MINIKV_SIM_SEED` replaces them.
+const SEEDS: [u64; 3] = [21, 22, 23];
 
 async fn wait_leader(cluster: &SimCluster, among: &[u64]) -> u64 {
     let start = Instant::now();
@@ -105,10 +106,18 @@ async fn story(seed: u64) {
 
 #[test]
 fn majority_writes_minority_sees_none_old_leader_catches_up() {
-    run_seeded(
-        "majority_writes_minority_sees_none_old_leader_catches_up",
-        "sim_partition_story",
-        &[21, 22, 23],
-        story,
-    );
+    let seeds = match std::env::var("MINIKV_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("MINIKV_SIM_SEED must be a u64")],
+        Err(_) => SEEDS.to_vec(),
+    };
+    for seed in seeds {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, Default::default());
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| runtime.block_on(story(seed)))) {
+            eprintln!(
+                "FAILED with seed {seed}; replay: MINIKV_SIM_SEED={seed} RUSTFLAGS=\"--cfg madsim\" \
+                 cargo test -p minikv-server --test sim_partition_story"
+            );
+            resume_unwind(panic);
+        }
+    }
 }

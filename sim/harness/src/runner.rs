@@ -13,6 +13,7 @@ use madsim::time::Instant;
 use minikv_checker::lin::{LinConfig, check_with};
 use minikv_checker::report::Validity;
 use minikv_proto::metapb::StoreId;
+use minikv_server::ProbeState;
 use minikv_server::sim_cluster::{FIRST_REGION_ID, SimCluster, SimClusterConfig};
 
 use crate::history::Recorder;
@@ -38,6 +39,8 @@ struct SimResult {
     liveness: Option<String>,
     /// Replicas differ after convergence.
     replicas: Option<CheckResult>,
+    /// The `raft-log` check, when the scenario asks for it.
+    raft_log: Option<CheckResult>,
     workload_checks: Vec<(String, CheckResult)>,
 }
 
@@ -94,6 +97,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
             }
             if let Some(r) = sim.replicas {
                 checks.insert("replicas".to_string(), r);
+            }
+            if let Some(r) = sim.raft_log {
+                checks.insert("raft-log".to_string(), r);
             }
             let live = CheckResult { valid: sim.liveness.is_none(), ms: 0, detail: sim.liveness };
             checks.insert("liveness".to_string(), live);
@@ -360,6 +366,9 @@ async fn simulate(
         "finished {} ms after the heal",
         healed.elapsed().as_millis()
     );
+    if let Some(max) = &scenario.check.raft_log_entries_max {
+        result.raft_log = Some(check_raft_log(&world.cluster(), *max.get_ref()));
+    }
     for w in &workloads {
         result.workload_checks.extend(w.check());
         for (k, v) in w.metrics() {
@@ -434,6 +443,35 @@ async fn converge(world: &World, bound: Duration) -> Result<CheckResult, String>
         }
         madsim::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The `raft-log` check: no store's live log (applied minus truncated index, as its probe saw
+/// it on every tick since the cluster started) held more than `max` entries, and some replica's
+/// log was truncated, so that log GC both ran and kept up.
+fn check_raft_log(c: &SimCluster, max: u64) -> CheckResult {
+    let probes: Vec<(StoreId, ProbeState)> =
+        c.store_ids().into_iter().map(|id| (id, c.probe(id))).collect();
+    let (span, id) =
+        probes.iter().map(|(id, p)| (p.max_applied_minus_truncated, *id)).max().unwrap_or((0, 0));
+    let truncated = probes
+        .iter()
+        .filter_map(|(_, p)| p.peers.get(&FIRST_REGION_ID).map(|s| s.truncated_index))
+        .max()
+        .unwrap_or(0);
+    tracing::info!(
+        target: "minikv::sim",
+        "raft log: longest live log {span} entries (store {id}), truncated to index {truncated}"
+    );
+    let detail = if span > max {
+        Some(format!(
+            "store {id}'s live Raft log reached {span} entries, over check.raft_log_entries_max = {max}"
+        ))
+    } else if truncated == 0 {
+        Some("no replica's Raft log was ever truncated".to_string())
+    } else {
+        None
+    };
+    CheckResult { valid: detail.is_none(), ms: 0, detail }
 }
 
 /// The first key (in key order) whose value differs between a replica and the leader's.

@@ -138,6 +138,10 @@ pub struct CheckSpec {
     /// Messages the simulated network may carry in the run; beyond it the run ends as a
     /// `crash` (a message storm, a livelock).
     pub message_budget: u64,
+    /// When set, the `raft-log` check: no store's live Raft log (applied minus truncated
+    /// index) ever held more entries than this, and some replica's log was truncated at
+    /// least once. For scenarios that compact the log (`cluster.log_gc_count_limit`).
+    pub raft_log_entries_max: Option<Spanned<u64>>,
 }
 
 impl Default for CheckSpec {
@@ -147,6 +151,7 @@ impl Default for CheckSpec {
             lin_max_steps_per_key: 20_000_000,
             memory_budget_mb: 2048,
             message_budget: 20_000_000,
+            raft_log_entries_max: None,
         }
     }
 }
@@ -211,6 +216,26 @@ pub struct FaultsSpec {
     pub clock: Option<ClockSpec>,
     pub disk: Option<DiskSpec>,
     pub membership: Option<MembershipSpec>,
+}
+
+impl FaultsSpec {
+    /// The fault kinds configured, as the nemesis names them in the trace (`nemesis <kind>:`).
+    pub fn kinds(&self) -> Vec<&'static str> {
+        [
+            (self.partition.is_some(), "partition"),
+            (self.clog.is_some(), "clog"),
+            (self.loss.is_some(), "loss"),
+            (self.latency.is_some(), "latency"),
+            (self.kill.is_some(), "kill"),
+            (self.pause.is_some(), "pause"),
+            (self.clock.is_some(), "clock"),
+            (self.disk.is_some(), "disk"),
+            (self.membership.is_some(), "membership"),
+        ]
+        .into_iter()
+        .filter_map(|(on, kind)| on.then_some(kind))
+        .collect()
+    }
 }
 
 /// The shapes a partition can take.
@@ -418,6 +443,9 @@ impl Scenario {
         within(&c.log_gc_tick_ticks, "cluster.log_gc_tick_ticks", 1, u64::MAX)?;
         within(&c.snapshot_chunk_bytes, "cluster.snapshot_chunk_bytes", 1 << 10, 64 << 20)?;
         within(&self.check.liveness_ms, "check.liveness_ms", 100, 600_000)?;
+        if let Some(m) = &self.check.raft_log_entries_max {
+            within(m, "check.raft_log_entries_max", 1, u64::MAX)?;
+        }
         if self.phases.is_empty() {
             return Err((0..0, "a scenario needs at least one [[phase]]".to_string()));
         }
@@ -570,6 +598,8 @@ faults.partition = {}
         assert_eq!(s.phases.len(), 1);
         assert_eq!(*s.phases[0].workloads.register.as_ref().unwrap().keys.get_ref(), 4);
         assert_eq!(s.phases[0].faults.partition.as_ref().unwrap().every_ms, None);
+        assert_eq!(s.phases[0].faults.kinds(), ["partition"]);
+        assert_eq!(s.check.raft_log_entries_max, None);
         assert_eq!(s.duration_ms(), 1000);
     }
 
@@ -605,6 +635,9 @@ faults.partition = {}
         let text = MINIMAL.replace("faults.partition = {}", "faults.kill = { down_ms = [9, 3] }");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert!(err.contains("faults.kill.down_ms must be [min, max]"), "{err}");
+        let text = format!("{MINIMAL}\n[check]\nraft_log_entries_max = 0\n");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert_eq!(err, "x.toml:11: check.raft_log_entries_max must be >= 1, got 0");
         let text = format!("{MINIMAL}\n[cluster]\nregions = 4\n");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert!(err.starts_with("x.toml:11: cluster.regions"), "{err}");

@@ -138,6 +138,28 @@ impl Trace {
     }
 }
 
+/// The fault kinds trace `text` shows striking during `phase` (`nemesis <kind>: ...` lines
+/// between that phase's start and the next phase's, or the heal), sorted, each once. Tests use
+/// it to require that every fault a phase configures really struck.
+pub fn struck_in_phase(text: &str, phase: usize) -> Vec<String> {
+    let (start, next) = (format!("phase {phase} ("), format!("phase {} (", phase + 1));
+    let lines = text.lines().skip_while(|l| !l.contains(&start)).skip(1);
+    let lines = lines.take_while(|l| !l.contains(&next) && !l.contains("faults healed"));
+    let mut kinds: Vec<String> = lines
+        .filter_map(|l| l.rsplit_once(" nemesis ")?.1.split_once(':'))
+        .map(|(kind, _)| kind.to_string())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The value of the last `metric <name> = <value>` line of trace `text`.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    let prefix = format!("metric {name} = ");
+    text.lines().rev().find_map(|l| l.split_once(&prefix)?.1.trim().parse().ok())
+}
+
 /// Event fields, split into the region, the event kind and the rest as `message k=v ...`.
 #[derive(Debug, Default)]
 struct Fields {
@@ -225,4 +247,35 @@ impl Subscriber for TraceSubscriber {
     fn enter(&self, _span: &Id) {}
 
     fn exit(&self, _span: &Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+     0.000 main    -    phase 0 (a) starts for 100 ms
+    10.000 nemesis -    nemesis kill: store 2 loses power for 50 ms
+    20.000 nemesis -    nemesis partition: [1] | [2, 3]
+    60.000 nemesis -    nemesis restart: store 2 powers on
+   100.000 main    -    phase 1 (b) starts for 100 ms
+   150.000 nemesis -    nemesis loss: 10%
+   200.000 main    -    faults healed; workloads finish within 10000 ms
+   210.000 nemesis -    nemesis kill: too late
+   300.000 main    -    metric store.lease_reads = 0
+   301.000 main    -    metric store.lease_reads = 42
+";
+
+    #[test]
+    fn struck_in_phase_reads_the_phase_between_its_start_and_the_next() {
+        assert_eq!(struck_in_phase(TEXT, 0), ["kill", "partition", "restart"]);
+        assert_eq!(struck_in_phase(TEXT, 1), ["loss"]);
+        assert!(struck_in_phase(TEXT, 2).is_empty());
+    }
+
+    #[test]
+    fn metric_takes_the_last_value() {
+        assert_eq!(metric(TEXT, "store.lease_reads"), Some(42));
+        assert_eq!(metric(TEXT, "store.other"), None);
+    }
 }

@@ -6,6 +6,7 @@
 #![cfg(madsim)]
 
 use minikv_sim::scenario::{self, Scenario};
+use minikv_sim::trace::struck_in_phase;
 use minikv_sim::{RunOptions, Verdict, runner};
 
 /// The seed every scenario runs with here (sweeps cover the others).
@@ -23,9 +24,9 @@ fn run_twice(name: &str) {
     );
     assert_eq!(first.history, second.history, "{name}: same seed, different histories");
     assert_eq!(first.report.verdict, Verdict::Pass, "{}\nreplay: {replay}", first.report.summary());
-    for (phase, kinds) in configured_faults(&s).iter().enumerate() {
+    for (phase, p) in s.phases.iter().enumerate() {
         let struck = struck_in_phase(&first.trace, phase);
-        for kind in kinds {
+        for kind in p.faults.kinds() {
             assert!(
                 struck.iter().any(|k| k.starts_with(kind)),
                 "{name}: phase {phase} configures `{kind}` faults but none struck (struck: \
@@ -33,45 +34,6 @@ fn run_twice(name: &str) {
             );
         }
     }
-}
-
-/// The fault kinds each phase configures, as the nemesis names them in the trace.
-fn configured_faults(s: &Scenario) -> Vec<Vec<&'static str>> {
-    s.phases
-        .iter()
-        .map(|p| {
-            let f = &p.faults;
-            [
-                (f.partition.is_some(), "partition"),
-                (f.clog.is_some(), "clog"),
-                (f.loss.is_some(), "loss"),
-                (f.latency.is_some(), "latency"),
-                (f.kill.is_some(), "kill"),
-                (f.pause.is_some(), "pause"),
-                (f.clock.is_some(), "clock"),
-                (f.disk.is_some(), "disk"),
-                (f.membership.is_some(), "membership"),
-            ]
-            .into_iter()
-            .filter_map(|(on, kind)| on.then_some(kind))
-            .collect()
-        })
-        .collect()
-}
-
-/// The fault kinds the trace shows striking during `phase` (`nemesis <kind>: ...` lines
-/// between that phase's start and the next phase's, or the heal).
-fn struck_in_phase(trace: &str, phase: usize) -> Vec<String> {
-    let (start, next) = (format!("phase {phase} ("), format!("phase {} (", phase + 1));
-    let lines = trace.lines().skip_while(|l| !l.contains(&start)).skip(1);
-    let lines = lines.take_while(|l| !l.contains(&next) && !l.contains("faults healed"));
-    let mut kinds: Vec<String> = lines
-        .filter_map(|l| l.rsplit_once(" nemesis ")?.1.split_once(':'))
-        .map(|(kind, _)| kind.to_string())
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
 }
 
 #[test]
