@@ -1,5 +1,6 @@
-//! `cargo xtask bench checker`: the history checkers on seeded generated histories and on
-//! Porcupine's corpus, with wall time and peak memory. The last line names every figure.
+//! `cargo xtask bench checker`: the history checkers on seeded generated histories (valid ones,
+//! and dense ones with an impossible read planted) and on Porcupine's corpus, with wall time
+//! and peak memory. The last line names every figure.
 //!
 //! Peak memory is the process's high-water RSS (`VmHWM`), reset before each figure through
 //! `/proc/self/clear_refs` so that one figure's peak does not leak into the next.
@@ -7,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use minikv_checker::lin::generate::{RegisterWorkload, generate};
+use minikv_checker::lin::generate::{PlantedRead, RegisterWorkload, generate, plant_read};
 use minikv_checker::lin::{self, LinConfig};
 use minikv_checker::report::Validity;
 use minikv_checker::{parse_file, parse_history, parse_history_with};
@@ -137,6 +138,47 @@ fn corrupt_last_read(text: &str) -> String {
     lines.join("\n")
 }
 
+/// The dense shape of the refutation figure: 3,000 register ops from 40 processes on 2 keys
+/// (~20 in flight per key), values from a domain of 5, so that many orders reach one state.
+fn lin_dense_workload() -> RegisterWorkload {
+    RegisterWorkload {
+        seed: 7,
+        ops: 3_000,
+        processes: 40,
+        keys: 2,
+        value_domain: Some(5),
+        crash_per_mille: 10,
+        ..RegisterWorkload::default()
+    }
+}
+
+/// Parses and checks `text` with the default budgets: (seconds, verdict).
+fn time_lin_text(text: &str) -> (f64, Validity) {
+    let start = Instant::now();
+    let h = parse_history(text).expect("parses");
+    let report = lin::check_with(&h, &LinConfig { threads: threads(), ..LinConfig::default() });
+    (start.elapsed().as_secs_f64(), report.verdict.valid)
+}
+
+/// The dense history as generated (linearizable) and with each kind of impossible read planted
+/// (a verdict must come as fast for those as for the valid one). Returns the slowest invalid
+/// one's seconds.
+fn lin_dense_3k() -> f64 {
+    println!("lin-dense-3k: 3,000 register ops, 40 processes, 2 keys, values 0..5");
+    let text = generate(&lin_dense_workload());
+    let (s, v) = time_lin_text(&text);
+    assert_eq!(v, Validity::Valid, "the generated history is linearizable by construction");
+    println!("  valid: {v:?} in {s:.3} s");
+    let mut slowest_s: f64 = 0.0;
+    for plant in [PlantedRead::NeverWritten, PlantedRead::FromTheFuture, PlantedRead::Stale] {
+        let (s, v) = time_lin_text(&plant_read(&text, plant));
+        assert_ne!(v, Validity::Valid, "a planted impossible read is never linearizable");
+        println!("  planted {plant:?} read: {v:?} in {s:.3} s");
+        slowest_s = slowest_s.max(s);
+    }
+    slowest_s
+}
+
 fn porcupine_108() -> f64 {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/porcupine");
     let expected = std::fs::read_to_string(dir.join("EXPECTED"))
@@ -223,9 +265,10 @@ fn main() {
     let porcupine_s = porcupine_108();
     let (lin20k_s, lin20k_mib) = lin_20k_100p();
     let lin1m_s = lin_1m();
+    let dense_s = lin_dense_3k();
     let si = si_figure();
     println!(
         "checker: lin-1m {lin1m_s:.3} s, lin-20k-100p {lin20k_s:.3} s {lin20k_mib:.0} MiB, \
-         porcupine-108 {porcupine_s:.3} s, {si}"
+         lin-dense-3k invalid {dense_s:.3} s, porcupine-108 {porcupine_s:.3} s, {si}"
     );
 }

@@ -15,8 +15,10 @@ use minikv_checker::{html, lin, parse_file_with, si};
 enum ModelArg {
     Linearizable,
     SnapshotIsolation,
+    StrongSessionSnapshotIsolation,
     StrongSnapshotIsolation,
     Serializable,
+    StrongSessionSerializable,
     StrictSerializable,
 }
 
@@ -25,8 +27,10 @@ impl ModelArg {
         match self {
             ModelArg::Linearizable => "linearizable",
             ModelArg::SnapshotIsolation => "snapshot-isolation",
+            ModelArg::StrongSessionSnapshotIsolation => "strong-session-snapshot-isolation",
             ModelArg::StrongSnapshotIsolation => "strong-snapshot-isolation",
             ModelArg::Serializable => "serializable",
+            ModelArg::StrongSessionSerializable => "strong-session-serializable",
             ModelArg::StrictSerializable => "strict-serializable",
         }
     }

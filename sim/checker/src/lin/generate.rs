@@ -205,3 +205,78 @@ fn print_info(
         key_name(op.key)
     );
 }
+
+/// An impossible read to plant in a generated history (`plant_read`), for the tests and the
+/// benchmark of refutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedRead {
+    /// The last ok read returns a value no operation writes.
+    NeverWritten,
+    /// The last ok read returns a value that only a write invoked after the read completed
+    /// (appended at the end of the history, by a new process) writes: the value exists, but
+    /// too late.
+    FromTheFuture,
+    /// A new process, in the middle of the history, writes two fresh values one after the other
+    /// and then reads the first back: the second write completed before the read began, and
+    /// nothing else writes the first value again.
+    Stale,
+}
+
+/// A value no generated operation writes (domains and unique values are non-negative).
+const PLANTED_VALUE: i64 = -1;
+
+/// Plants `plant` into `text` (a history from `generate`); the result is not linearizable.
+/// Panics if the history has no ok read.
+pub fn plant_read(text: &str, plant: PlantedRead) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let time_of = |line: &str| -> i64 {
+        let at = line.rfind(r#""time":"#).expect("every line has a time") + r#""time":"#.len();
+        line[at..].trim_end_matches('}').parse().expect("times are integers")
+    };
+    match plant {
+        PlantedRead::NeverWritten | PlantedRead::FromTheFuture => {
+            let read = lines
+                .iter()
+                .rposition(|l| l.contains(r#""type":"ok","f":"read""#))
+                .expect("the history has an ok read");
+            let at = lines[read].find(r#""value":"#).expect("a value") + r#""value":"#.len();
+            let end = at + lines[read][at..].find(',').expect("time follows value");
+            lines[read] = format!("{}{PLANTED_VALUE}{}", &lines[read][..at], &lines[read][end..]);
+            if plant == PlantedRead::FromTheFuture {
+                let key_at = lines[read].find(r#""key":"#).expect("a key");
+                let key_end = key_at + lines[read][key_at..].find(',').expect("fields follow");
+                let key = lines[read][key_at..key_end].to_string();
+                let last = lines.iter().map(|l| time_of(l)).max().expect("lines");
+                let p = FRESH_PROCESS;
+                for (t, ty) in [(last + 1, "invoke"), (last + 2, "ok")] {
+                    lines.push(format!(
+                        r#"{{"process":{p},"type":"{ty}","f":"write",{key},"value":{PLANTED_VALUE},"time":{t}}}"#
+                    ));
+                }
+            }
+        }
+        PlantedRead::Stale => {
+            let p = FRESH_PROCESS;
+            let event = |ty: &str, f: &str, v: &str, t: i64| {
+                format!(
+                    r#"{{"process":{p},"type":"{ty}","f":"{f}","key":"k0","value":{v},"time":{t}}}"#
+                )
+            };
+            let (first, second) = (PLANTED_VALUE.to_string(), (PLANTED_VALUE - 1).to_string());
+            // Three instants, strictly increasing (equal times count as concurrent), each an
+            // invoke and its completion at once, placed where the file stays sorted by time.
+            let mut t = time_of(&lines[lines.len() / 2]);
+            for (f, v) in [("write", &first), ("write", &second), ("read", &first)] {
+                let at = lines.iter().position(|l| time_of(l) > t).unwrap_or(lines.len());
+                t = lines.get(at).map_or(t + 1, |l| time_of(l));
+                let invoke_value = if f == "read" { "null" } else { v.as_str() };
+                let pair = [event("invoke", f, invoke_value, t), event("ok", f, v, t)];
+                lines.splice(at..at, pair);
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+/// The process id of planted operations; generated ids stay far below it.
+const FRESH_PROCESS: u64 = 1 << 40;

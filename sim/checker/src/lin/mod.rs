@@ -1,11 +1,13 @@
 //! Linearizability of register histories, checked key by key (P-compositionality).
 //!
 //! Each key is a register supporting read, write, append and cas; `prepare` builds its model
-//! and `search` looks for a linearization. A key whose search runs out of budget is `Unknown`;
-//! the history is `Invalid` as soon as one key has no linearization.
+//! and `search` looks for a linearization, while `refute` looks for cheaper proofs that there
+//! is none. A key whose search runs out of budget is `Unknown`; the history is `Invalid` as
+//! soon as one key has no linearization.
 
 pub mod generate;
 mod prepare;
+mod refute;
 mod search;
 
 use rustc_hash::FxHashMap;
@@ -17,6 +19,7 @@ use crate::parse::fn_name;
 use crate::report::{Anomaly, Validity, Verdict};
 
 use prepare::{KeyOps, KeyPart};
+use refute::Windows;
 use search::{Budget, Search, SearchOutcome, Step};
 
 /// Default memory budget for one key's search.
@@ -36,6 +39,10 @@ pub struct LinConfig<'a> {
     /// Polled during long searches; returning `true` makes the remaining work `Unknown`
     /// (the command uses it for its wall-clock budget).
     pub should_stop: Option<&'a (dyn Fn() -> bool + Sync)>,
+    /// Whether to look for refutations beside the search (`refute`: the value check and
+    /// windows). On by default; off, a verdict is the search's alone, which tests of the
+    /// refutations' soundness and measurements of what they save need.
+    pub refute: bool,
 }
 
 impl std::fmt::Debug for LinConfig<'_> {
@@ -45,6 +52,7 @@ impl std::fmt::Debug for LinConfig<'_> {
             .field("max_steps_per_key", &self.max_steps_per_key)
             .field("threads", &self.threads)
             .field("should_stop", &self.should_stop.is_some())
+            .field("refute", &self.refute)
             .finish()
     }
 }
@@ -56,6 +64,7 @@ impl Default for LinConfig<'_> {
             max_steps_per_key: DEFAULT_MAX_STEPS_PER_KEY,
             threads: 1,
             should_stop: None,
+            refute: true,
         }
     }
 }
@@ -72,6 +81,31 @@ pub struct KeyFailure {
     pub prefix: Vec<usize>,
     /// Every operation on the key, in invoke order.
     pub key_ops: Vec<usize>,
+    pub reason: FailureReason,
+}
+
+/// How a key was found not linearizable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The search of the whole key found no linearization; `prefix` is the longest it found.
+    Search,
+    /// `op` reads (or succeeds a cas against) a value that neither the initial value nor any
+    /// operation invoked by the time `op` returned could have written. `first_producer` is the
+    /// earliest operation that could write it, invoked too late, if there is one.
+    Unproduced { first_producer: Option<usize> },
+    /// The `ops` definite operations of a window of the key's history, invoked from `from_ns`
+    /// and returned by `to_ns`, have no linearization, from any state the register could hold
+    /// when the window starts (together with every operation that might take effect inside
+    /// it). `prefix` is the longest linearization found within the window.
+    Window { from_ns: i64, to_ns: i64, ops: usize },
+}
+
+/// What a refutation tells of a failure; `KeyFailure` adds the rest.
+#[derive(Debug)]
+pub(crate) struct KeyFailureParts {
+    pub op: usize,
+    pub prefix: Vec<usize>,
+    pub reason: FailureReason,
 }
 
 /// A full linearizability report: the verdict plus the first failing key's details.
@@ -134,13 +168,23 @@ pub fn check_with(history: &History, config: &LinConfig<'_>) -> LinReport {
         should_stop: config.should_stop,
     };
     let mut results: Vec<Option<KeyResult>> = (0..keys.len()).map(|_| None).collect();
-    let mut pending: Vec<Live> = (0..keys.len()).map(|slot| Live { slot, search: None }).collect();
+    let mut pending: Vec<Live> =
+        (0..keys.len()).map(|slot| Live { slot, search: None, windows: None }).collect();
     let mut limit = FIRST_ROUND_STEPS;
     while !pending.is_empty() {
-        let outcomes = run_round(&mut pending, &keys, &budget, limit, threads);
+        let outcomes = run_round(&mut pending, &keys, &budget, limit, threads, config.refute);
         let mut still = Vec::new();
         let mut invalid = false;
         for (live, outcome) in pending.into_iter().zip(outcomes) {
+            let outcome = match outcome {
+                Advance::Searched(outcome) => outcome,
+                Advance::Refuted(parts) => {
+                    invalid = true;
+                    let failure = failure_from(ops, &keys[live.slot].1, parts);
+                    results[live.slot] = Some(KeyResult::Invalid(Box::new(failure)));
+                    continue;
+                }
+            };
             let result = match outcome {
                 SearchOutcome::Paused => {
                     still.push(live);
@@ -185,30 +229,64 @@ pub fn check_with(history: &History, config: &LinConfig<'_>) -> LinReport {
     summarize(history, &keys, results)
 }
 
-/// Advances every pending search to `limit` steps, on up to `threads` threads.
-fn run_round(
-    pending: &mut [Live],
-    keys: &[(Option<&str>, KeyOps)],
+/// A round gives a paused key's windows this fraction (1 / divisor) of the steps its search has
+/// taken so far: windows then add at most about a third to the work on a key that has a
+/// linearization, and refute a short impossible stretch in a few rounds.
+const WINDOW_STEPS_DIVISOR: u64 = 4;
+
+/// What a round did for one key.
+enum Advance {
+    Searched(SearchOutcome),
+    /// A refutation found the key not linearizable.
+    Refuted(KeyFailureParts),
+}
+
+/// Advances every pending search to `limit` steps, on up to `threads` threads. Before a key's
+/// first search it looks for an operation that observes a value nothing could have produced;
+/// after each round that leaves the search unfinished, it searches windows of the key's history
+/// (see `WINDOW_STEPS_DIVISOR`), so that a key with no linearization
+/// is refuted early whenever a short stretch of its history shows it.
+fn run_round<'k>(
+    pending: &mut [Live<'k>],
+    keys: &'k [(Option<&str>, KeyOps)],
     budget: &Budget<'_>,
     limit: u64,
     threads: usize,
-) -> Vec<SearchOutcome> {
-    let advance = |live: &mut Live| {
-        let search = live
-            .search
-            .get_or_insert_with(|| Search::new(prepare::build(&keys[live.slot].1), false));
+    refute: bool,
+) -> Vec<Advance> {
+    let advance = |live: &mut Live<'k>| {
+        let key = &keys[live.slot].1;
+        if live.search.is_none() {
+            let model = prepare::build(key);
+            if let Some(parts) = refute.then(|| refute::unproduced(&model)).flatten() {
+                return Advance::Refuted(parts);
+            }
+            live.search = Some(Search::new(model, false));
+        }
+        let search = live.search.as_mut().expect("the key's search was just built");
         let outcome = search.run(budget, limit);
         if outcome != SearchOutcome::Paused {
             // Finished: free its tables now rather than at the end of the round.
             live.search = None;
+            live.windows = None;
+            return Advance::Searched(outcome);
         }
-        outcome
+        if !refute {
+            return Advance::Searched(outcome);
+        }
+        let windows = live.windows.get_or_insert_with(|| Windows::new(key));
+        if let Some(parts) = windows.refute(budget, limit / WINDOW_STEPS_DIVISOR) {
+            live.search = None;
+            live.windows = None;
+            return Advance::Refuted(parts);
+        }
+        Advance::Searched(outcome)
     };
     if threads == 1 || pending.len() == 1 {
         return pending.iter_mut().map(advance).collect();
     }
     let next = AtomicUsize::new(0);
-    let cells: Vec<Mutex<(&mut Live, Option<SearchOutcome>)>> =
+    let cells: Vec<Mutex<(&mut Live<'k>, Option<Advance>)>> =
         pending.iter_mut().map(|l| Mutex::new((l, None))).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -325,24 +403,41 @@ fn partition_stretch(ops: &[Op], first: usize) -> Vec<(Option<&str>, KeyPart)> {
     keys
 }
 
-/// A key whose search is not finished: its position in the key list and the search, built
-/// when the key is first worked on.
-struct Live {
+/// A key whose search is not finished: its position in the key list, the search, built when
+/// the key is first worked on, and its windows, cut after the first round.
+struct Live<'k> {
     slot: usize,
     search: Option<Search>,
+    windows: Option<Windows<'k>>,
 }
 
-impl Live {
+impl Live<'_> {
     fn memory_bytes(&self) -> usize {
         self.search.as_ref().map_or(0, Search::memory_bytes)
+            + self.windows.as_ref().map_or(0, Windows::memory_bytes)
     }
+}
+
+/// Every refutation `check_with` may use, on every key, run to the end without the search:
+/// the value check, then windows of every size from `first_window_ops` up. The first failure
+/// found, if any. For tests of their soundness (a refutation must never fire on a key that has
+/// a linearization); `check_with` is the checker.
+#[doc(hidden)]
+pub fn refute_only(history: &History, first_window_ops: usize) -> Option<KeyFailure> {
+    let budget = Budget { max_memory_bytes: usize::MAX, max_steps: u64::MAX, should_stop: None };
+    partition(&history.ops, 1).iter().find_map(|(_, key)| {
+        let parts = refute::unproduced(&prepare::build(key)).or_else(|| {
+            let mut windows = Windows::with_first_size(key, first_window_ops);
+            windows.refute(&budget, u64::MAX)
+        })?;
+        Some(failure_from(&history.ops, key, parts))
+    })
 }
 
 /// Explains a key found not linearizable: searches it again, recording the deepest
 /// linearization (the search is deterministic, so it fails the same way).
 fn failure_of(ops: &[Op], key_ops: &KeyOps, budget: &Budget<'_>) -> KeyFailure {
     let mut search = Search::new(prepare::build(key_ops), true);
-    let indices = key_ops.indices();
     let SearchOutcome::NotLinearizable { stuck_at } = search.run(budget, u64::MAX) else {
         panic!("a repeated search of the same key gave a different verdict")
     };
@@ -357,12 +452,19 @@ fn failure_of(ops: &[Op], key_ops: &KeyOps, budget: &Budget<'_>) -> KeyFailure {
         })
         .collect();
     let op = model.defs[stuck_def as usize].op_index;
+    failure_from(ops, key_ops, KeyFailureParts { op, prefix, reason: FailureReason::Search })
+}
+
+fn failure_from(ops: &[Op], key_ops: &KeyOps, parts: KeyFailureParts) -> KeyFailure {
+    let KeyFailureParts { op, prefix, reason } = parts;
+    let indices = key_ops.indices();
     KeyFailure {
         key: ops[op].key.clone(),
         op,
         concurrent: concurrent_with(ops, &indices, op),
         prefix,
         key_ops: indices,
+        reason,
     }
 }
 
@@ -414,14 +516,33 @@ pub fn describe(op: &Op) -> String {
 /// The sentence that reports `failure`: the key, the op, the prefix length, concurrent ops.
 pub fn explain(history: &History, failure: &KeyFailure) -> String {
     let ops = &history.ops;
-    let mut text = format!(
-        "{}: {} cannot be linearized; the longest linearizable prefix found places {} of the \
-         key's {} operations",
-        key_name(failure.key.as_deref()),
-        describe(&ops[failure.op]),
-        failure.prefix.len(),
-        failure.key_ops.len()
-    );
+    let key = key_name(failure.key.as_deref());
+    let op = describe(&ops[failure.op]);
+    let mut text = match &failure.reason {
+        FailureReason::Search => format!(
+            "{key}: {op} cannot be linearized; the longest linearizable prefix found places {} \
+             of the key's {} operations",
+            failure.prefix.len(),
+            failure.key_ops.len()
+        ),
+        FailureReason::Unproduced { first_producer } => {
+            let mut text = format!(
+                "{key}: {op} cannot be linearized: it observes a value that neither the initial \
+                 value nor any operation invoked before it returned could have written"
+            );
+            if let Some(p) = first_producer {
+                text.push_str(&format!("; the first that could is {}", describe(&ops[*p])));
+            }
+            text
+        }
+        FailureReason::Window { from_ns, to_ns, ops: window_ops } => format!(
+            "{key}: {op} cannot be linearized: the {window_ops} operations invoked from \
+             {from_ns} ns and returned by {to_ns} ns have no linearization from any value the \
+             key could hold at {from_ns} ns; the longest linearizable prefix found there places \
+             {} operations",
+            failure.prefix.len()
+        ),
+    };
     if failure.concurrent.is_empty() {
         text.push_str("; no operation is concurrent with it");
     } else {

@@ -19,6 +19,21 @@ pub(crate) type StateId = u32;
 /// The state that stands for every value no operation observes.
 pub(crate) const UNOBSERVED: StateId = 0;
 
+/// The state of a register not yet looked at, which may hold anything: where a window of the
+/// history starts (`Start::Any`). It becomes the first value an operation observes or sets; a
+/// failed cas or an append leaves it as it is, which allows more than the register would (any
+/// state at all afterwards), never less.
+pub(crate) const ANY_STATE: StateId = StateId::MAX;
+
+/// Where a model's register starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// At the key's initial value (`null`): the model covers the key from its first operation.
+    Initial,
+    /// At `ANY_STATE`: the model covers a window of the key's history.
+    Any,
+}
+
 /// What a definite (ok, or failed cas) operation does to the register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Effect {
@@ -84,13 +99,19 @@ impl States {
         id
     }
 
-    /// The state's value; `None` for `UNOBSERVED`.
+    /// The state's value; `None` for `UNOBSERVED` and `ANY_STATE`.
     pub fn value(&self, id: StateId) -> Option<&RegValue> {
-        self.values[id as usize].as_ref()
+        self.values.get(id as usize)?.as_ref()
     }
 
     /// Applies `effect` to `state`: the next state if the operation is legal there.
     pub fn step(&mut self, state: StateId, effect: Effect) -> Option<StateId> {
+        if state == ANY_STATE {
+            return Some(match effect {
+                Effect::Read(v) | Effect::Write(v) | Effect::Cas { new: v, .. } => v,
+                Effect::CasFail(_) | Effect::Append(_) => ANY_STATE,
+            });
+        }
         match effect {
             Effect::Read(v) => (state == v).then_some(state),
             Effect::Write(v) => Some(v),
@@ -187,6 +208,9 @@ pub(crate) fn reset_value(effect: Effect) -> Option<StateId> {
 impl States {
     /// Whether the string state `later` extends the string state `earlier`.
     pub fn extends(&self, later: StateId, earlier: StateId) -> bool {
+        if earlier == ANY_STATE {
+            return true;
+        }
         match (self.value(later), self.value(earlier)) {
             (Some(RegValue::Str(l)), Some(RegValue::Str(e))) => l.starts_with(e.as_str()),
             _ => later == earlier,
@@ -229,7 +253,7 @@ pub(crate) struct KeyOps {
 
 impl KeyOps {
     /// Every op with the part that holds its strings, in invoke order.
-    fn iter(&self) -> impl Iterator<Item = (&KeyPart, &KeyOp)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&KeyPart, &KeyOp)> + Clone {
         self.parts.iter().flat_map(|part| part.ops.iter().map(move |o| (part, o)))
     }
 
@@ -296,11 +320,19 @@ impl KeyPart {
 
 /// Builds the model of one key.
 pub(crate) fn build(key: &KeyOps) -> KeyModel {
-    let strings = key.iter().any(|(_, o)| o.f == OpFn::Append);
+    build_from(key.iter().map(|(part, o)| (part, *o)), Start::Initial)
+}
+
+/// Builds a model of `ops` (some of a key's operations, in any order) starting at `start`.
+pub(crate) fn build_from<'a>(
+    ops: impl Iterator<Item = (&'a KeyPart, KeyOp)> + Clone,
+    start: Start,
+) -> KeyModel {
+    let strings = ops.clone().any(|(_, o)| o.f == OpFn::Append);
     // Values some operation observes (unused on string keys, where every value is kept).
     let mut observed: FxHashSet<RegValue> = FxHashSet::default();
     if !strings {
-        for (part, o) in key.iter() {
+        for (part, o) in ops.clone() {
             match (o.f, o.outcome) {
                 (OpFn::Read, Outcome::Ok) | (OpFn::Cas, _) => {
                     observed.insert(part.value(o.a));
@@ -320,12 +352,15 @@ pub(crate) fn build(key: &KeyOps) -> KeyModel {
             UNOBSERVED
         }
     };
-    let initial = id_of(&mut states, &KeyPart::default(), RawValue::Nil);
+    let initial = match start {
+        Start::Initial => id_of(&mut states, &KeyPart::default(), RawValue::Nil),
+        Start::Any => ANY_STATE,
+    };
     let mut defs = Vec::new();
     let mut class_of: FxHashMap<(u8, StateId, StateId), usize> = FxHashMap::default();
     let mut classes: Vec<IndetClass> = Vec::new();
     let mut suffix_ids: FxHashMap<String, u32> = FxHashMap::default();
-    for (part, o) in key.iter() {
+    for (part, o) in ops {
         let effect = match o.f {
             OpFn::Read => Effect::Read(id_of(&mut states, part, o.a)),
             OpFn::Write => Effect::Write(id_of(&mut states, part, o.a)),

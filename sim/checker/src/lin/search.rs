@@ -399,13 +399,17 @@ impl Search {
             return;
         }
         let effect = self.model.defs[d as usize].effect;
-        // Ops that never change the state are taken by the greedy closure instead.
-        if !never_mutates(effect) && self.model.states.step(self.state, effect).is_some() {
-            self.moves.push(Move::Def(d));
+        // Ops that leave the state unchanged are taken by the greedy closure instead.
+        match self.model.states.step(self.state, effect) {
+            Some(next) if !(never_mutates(effect) && next == self.state) => {
+                self.moves.push(Move::Def(d));
+            }
+            _ => {}
         }
     }
 
-    /// Linearizes every open op that is legal and leaves the state unchanged.
+    /// Linearizes every open op that is legal and leaves the state unchanged. (From
+    /// `ANY_STATE` a read is a choice: it fixes the state.)
     fn greedy_closure(&mut self) {
         for i in self.open_start[self.k] as usize..self.open_start[self.k + 1] as usize {
             let d = self.open[i];
@@ -413,7 +417,9 @@ impl Search {
                 continue;
             }
             let effect = self.model.defs[d as usize].effect;
-            if never_mutates(effect) && self.model.states.step(self.state, effect).is_some() {
+            if never_mutates(effect)
+                && self.model.states.step(self.state, effect) == Some(self.state)
+            {
                 self.lin(d);
             }
         }

@@ -1,9 +1,11 @@
-//! Dependency cycles: the graph (data edges, plus realtime and process edges for the strong
-//! models), its strongly connected components, and within each a short witness of the most
-//! severe cycle class the model forbids.
+//! Dependency cycles: the graph (data edges, plus process edges for the session and strong
+//! models and realtime edges for the strong ones), its strongly connected components, and
+//! within each a short witness of the most severe cycle class the model forbids.
 //!
 //! Within a component the classes are searched in order G0, G1c, G-single, G-nonadjacent,
-//! G2-item, first over data edges, then (strong models) with realtime and process edges too.
+//! G2-item, first over data edges, then with the model's order edges too. A witness is named
+//! `-process` or `-realtime` when it takes such an edge, or a data edge whose order was derived
+//! through one.
 //! Each search is exhaustive for its class given that the earlier ones found nothing, which is
 //! what makes the cheap ones possible: G-single prunes by a topological rank of the (then
 //! acyclic) non-rw graph, and G-nonadjacent looks for a cycle in a graph whose edges are
@@ -12,7 +14,7 @@
 use super::explain;
 use super::graph::{Exhausted, Graph, NO_EXTRA, Scratch, bfs_path, sccs, topo_rank};
 use super::txns::{FxMap, TxnIdx, Txns, to_u32};
-use super::{Analysis, DepEdge, Model, SiConfig, dep};
+use super::{Analysis, DepEdge, Model, dep};
 use crate::history::Outcome;
 
 /// Marks a node outside every component.
@@ -22,107 +24,162 @@ const PLAIN: u8 = 1;
 const RW_THEN_PLAIN: u8 = 2;
 
 /// One edge of a witness cycle, with the single dependency kind it stands for.
-type Step = (u32, u32, u8);
+pub(crate) type Step = (u32, u32, u8);
 
-/// Finds forbidden cycles and records them in `a.found`; returns whether the search budget ran
-/// out before every component was examined.
-pub(crate) fn find<'a>(
+/// An edge as the graph builder takes it: `(src, dst, kind mask, payload)`.
+pub(crate) type RawEdge = (u32, u32, u8, u32);
+
+/// A forbidden cycle found: its class (`G0`, `G1c`, ...) and its steps.
+#[derive(Debug, Clone)]
+pub(crate) struct Witness {
+    pub class: &'static str,
+    pub steps: Vec<Step>,
+    /// A sentence appended to the explanation (why a tried version order is shown).
+    pub note: Option<String>,
+}
+
+/// What the search over the inferred graph found.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub witnesses: Vec<Witness>,
+    /// Per transaction: whether it lies in a component that holds a forbidden cycle.
+    pub in_bad_component: Vec<bool>,
+    /// Whether the budget ran out before every component was examined.
+    pub exhausted: bool,
+}
+
+/// The in-graph transactions and the edges of the dependency graph for `model`: every
+/// inferred data edge between them, plus `order` (realtime and process edges).
+pub(crate) fn graph_edges<'a>(
     txns: &Txns<'a>,
-    model: Model,
-    config: &SiConfig,
-    a: &mut Analysis<'a>,
-) -> bool {
-    let n = txns.txns.len();
-    let nodes: Vec<u32> = (0..to_u32(n)).filter(|&t| a.in_graph(txns, t)).collect();
-    let mut raw: Vec<(u32, u32, u8, u32)> = a
+    a: &Analysis<'a>,
+    order: &[RawEdge],
+) -> (Vec<u32>, Vec<RawEdge>) {
+    let nodes: Vec<u32> = (0..to_u32(txns.txns.len())).filter(|&t| a.in_graph(txns, t)).collect();
+    let mut raw: Vec<RawEdge> = a
         .edges
         .iter()
         .filter(|e| a.in_graph(txns, e.src) && a.in_graph(txns, e.dst))
         .map(|e| (e.src, e.dst, e.kind, NO_EXTRA))
         .collect();
-    let order_kinds = if model.realtime() {
-        order_edges(txns, &nodes, &mut raw);
-        dep::ORDER
-    } else {
-        0
-    };
-    let g = Graph::build(n, raw);
+    raw.extend_from_slice(order);
+    (nodes, raw)
+}
+
+/// Finds a witness of the most severe forbidden cycle class in each strongly connected
+/// component of `g` among `nodes` (or only the first such witness), spending `budget`.
+pub(crate) fn find(
+    g: &Graph,
+    nodes: &[u32],
+    model: Model,
+    budget: &mut u64,
+    first_only: bool,
+) -> Found {
+    let n = g.len();
+    let order_kinds = model.order_kinds();
     let mut f = Finder {
-        g: &g,
+        g,
         s: Scratch::new(n),
         comp_of: vec![NO_COMPONENT; n],
         rank: vec![0; n],
         sub_of: vec![NO_COMPONENT; n],
-        budget: config.cycle_search_edge_visits_max,
+        budget: *budget,
     };
-    let comps = sccs(&g, &mut f.s, &nodes, dep::DATA | order_kinds, |_| true);
+    let comps = sccs(g, &mut f.s, nodes, dep::DATA | order_kinds, |_| true);
     for (c, comp) in comps.iter().enumerate() {
         for &v in comp {
             f.comp_of[v as usize] = to_u32(c);
         }
     }
-    let mut witnesses = Vec::new();
-    let mut exhausted = false;
+    let mut found =
+        Found { witnesses: Vec::new(), in_bad_component: vec![false; n], exhausted: false };
     for (c, comp) in comps.iter().enumerate() {
-        let passes: &[u8] = if order_kinds != 0 { &[0, dep::ORDER] } else { &[0] };
-        let found = passes.iter().try_fold(None, |found, &extra| match found {
+        let passes: &[u8] = if order_kinds != 0 { &[0, order_kinds] } else { &[0] };
+        let hit = passes.iter().try_fold(None, |hit, &extra| match hit {
             Some(hit) => Ok(Some(hit)),
             None => f.classify(comp, to_u32(c), extra, model.forbids_g2_item()),
         });
-        match found {
-            Ok(Some(witness)) => witnesses.push(witness),
+        match hit {
+            Ok(Some((class, steps))) => {
+                found.witnesses.push(Witness { class, steps, note: None });
+                for &v in comp {
+                    found.in_bad_component[v as usize] = true;
+                }
+                if first_only {
+                    break;
+                }
+            }
             Ok(None) => {}
             Err(Exhausted) => {
-                exhausted = true;
+                found.exhausted = true;
                 break;
             }
         }
     }
-    // Explanations look edges up by (src, dst, kind); sort only when there is one to explain.
+    *budget = f.budget;
+    found
+}
+
+/// Records the witnesses as anomalies, each explained edge by edge.
+pub(crate) fn report_all<'a>(
+    txns: &Txns<'a>,
+    model: Model,
+    a: &mut Analysis<'a>,
+    witnesses: &[Witness],
+) {
+    // Explanations look edges up by (src, dst, kind), the reason that needs the fewest order
+    // kinds first; sort only when there is one to explain.
     if !witnesses.is_empty() {
-        a.edges.sort_unstable_by_key(|e| (e.src, e.dst, e.kind));
+        a.edges.sort_unstable_by_key(|e| (e.src, e.dst, e.kind, e.why.order_kinds()));
     }
-    for (class, steps) in witnesses {
-        report(txns, model, a, class, &steps);
+    for w in witnesses {
+        report(txns, model, a, w);
     }
-    exhausted
 }
 
 /// Realtime edges (T1 completed before T2 was invoked), through a frontier of the latest
 /// completions so each transaction gets edges only from its immediate predecessors; and
-/// process edges from each committed transaction to the next one of its process.
-fn order_edges(txns: &Txns<'_>, nodes: &[u32], raw: &mut Vec<(u32, u32, u8, u32)>) {
+/// process edges from each committed transaction to the next one of its process. Only the
+/// kinds `model` orders by.
+pub(crate) fn order_edges(txns: &Txns<'_>, model: Model, nodes: &[u32]) -> Vec<RawEdge> {
+    let kinds = model.order_kinds();
+    let mut raw = Vec::new();
     let op = |t: u32| txns.op(t);
-    // (time, 0 = invoke / 1 = completion, txn): at equal times nothing is ordered.
-    let mut events: Vec<(i64, u8, u32)> = Vec::with_capacity(2 * nodes.len());
-    for &t in nodes {
-        events.push((op(t).invoke_ns, 0, t));
-        if op(t).outcome == Outcome::Ok
-            && let Some(done) = op(t).complete_ns
-        {
-            events.push((done, 1, t));
+    if kinds & dep::REALTIME != 0 {
+        // (time, 0 = invoke / 1 = completion, txn): at equal times nothing is ordered.
+        let mut events: Vec<(i64, u8, u32)> = Vec::with_capacity(2 * nodes.len());
+        for &t in nodes {
+            events.push((op(t).invoke_ns, 0, t));
+            if op(t).outcome == Outcome::Ok
+                && let Some(done) = op(t).complete_ns
+            {
+                events.push((done, 1, t));
+            }
+        }
+        events.sort_unstable();
+        let mut frontier: Vec<u32> = Vec::new();
+        for (_, kind, t) in events {
+            if kind == 0 {
+                raw.extend(frontier.iter().map(|&p| (p, t, dep::REALTIME, NO_EXTRA)));
+            } else {
+                let invoked = op(t).invoke_ns;
+                frontier.retain(|&p| op(p).complete_ns.is_none_or(|done| done >= invoked));
+                frontier.push(t);
+            }
         }
     }
-    events.sort_unstable();
-    let mut frontier: Vec<u32> = Vec::new();
-    for (_, kind, t) in events {
-        if kind == 0 {
-            raw.extend(frontier.iter().map(|&p| (p, t, dep::REALTIME, NO_EXTRA)));
-        } else {
-            let invoked = op(t).invoke_ns;
-            frontier.retain(|&p| op(p).complete_ns.is_none_or(|done| done >= invoked));
-            frontier.push(t);
+    if kinds & dep::PROCESS != 0 {
+        let mut last_ok: FxMap<u64, u32> = FxMap::default();
+        for &t in nodes {
+            if let Some(&p) = last_ok.get(&op(t).process) {
+                raw.push((p, t, dep::PROCESS, NO_EXTRA));
+            }
+            if op(t).outcome == Outcome::Ok {
+                last_ok.insert(op(t).process, t);
+            }
         }
     }
-    let mut last_ok: FxMap<u64, u32> = FxMap::default();
-    for &t in nodes {
-        if let Some(&p) = last_ok.get(&op(t).process) {
-            raw.push((p, t, dep::PROCESS, NO_EXTRA));
-        }
-        if op(t).outcome == Outcome::Ok {
-            last_ok.insert(op(t).process, t);
-        }
-    }
+    raw
 }
 
 /// The searches' shared state over one graph.
@@ -383,8 +440,15 @@ fn label(mask: u8) -> u8 {
 }
 
 /// Records a witness cycle, named by its class and by the order edges it needs.
-fn report<'a>(txns: &Txns<'a>, model: Model, a: &mut Analysis<'a>, class: &str, steps: &[Step]) {
-    let has = |k: u8| steps.iter().any(|s| s.2 == k);
+fn report<'a>(txns: &Txns<'a>, model: Model, a: &mut Analysis<'a>, w: &Witness) {
+    let (class, steps) = (w.class, &w.steps[..]);
+    // A data edge whose order was derived through process or realtime edges needs them too.
+    let derived_kinds = steps
+        .iter()
+        .filter(|s| s.2 & dep::DATA != 0)
+        .filter_map(|&(u, v, k)| edge_reason(&a.edges, u, v, k))
+        .fold(0, |kinds, e| kinds | e.why.order_kinds());
+    let has = |k: u8| steps.iter().any(|s| s.2 == k) || derived_kinds & k != 0;
     let suffix = if has(dep::REALTIME) {
         "-realtime"
     } else if has(dep::PROCESS) {
@@ -404,23 +468,37 @@ fn report<'a>(txns: &Txns<'a>, model: Model, a: &mut Analysis<'a>, class: &str, 
         names.push(txns.name(steps[0].0));
         let why: Vec<String> =
             steps.iter().map(|&(u, v, k)| step_sentence(txns, &a.edges, u, v, k)).collect();
-        format!(
+        let mut text = format!(
             "{kind} cycle {}: {}. That is {}, which {} forbids.",
             names.join(" -> "),
             why.join("; "),
             explain::class_meaning(class),
             model.name()
-        )
+        );
+        if let Some(note) = &w.note {
+            text.push(' ');
+            text.push_str(note);
+        }
+        text
     };
     let explanation = explanation();
     a.found.add(txns, &kind, None, &witnesses, || explanation);
 }
 
+/// The first inferred edge `u -> v` of `kind` in `edges`, sorted by `(src, dst, kind)`.
+fn edge_reason<'e, 'a>(
+    edges: &'e [DepEdge<'a>],
+    u: u32,
+    v: u32,
+    kind: u8,
+) -> Option<&'e DepEdge<'a>> {
+    let i = edges.partition_point(|e| (e.src, e.dst, e.kind) < (u, v, kind));
+    edges.get(i).filter(|e| (e.src, e.dst, e.kind) == (u, v, kind))
+}
+
 fn step_sentence(txns: &Txns<'_>, edges: &[DepEdge<'_>], u: u32, v: u32, kind: u8) -> String {
     let text = if kind & dep::DATA != 0 {
-        let i = edges.partition_point(|e| (e.src, e.dst, e.kind) < (u, v, kind));
-        let e = edges.get(i).filter(|e| (e.src, e.dst, e.kind) == (u, v, kind));
-        let e = e
+        let e = edge_reason(edges, u, v, kind)
             .unwrap_or_else(|| panic!("witness edge {u}->{v} ({}) has no reason", dep::name(kind)));
         explain::data_edge(txns, e)
     } else {

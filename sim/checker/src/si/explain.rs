@@ -65,9 +65,48 @@ pub(crate) fn data_edge(txns: &Txns<'_>, e: &DepEdge<'_>) -> String {
             "{s} read {k}=nil (the initial state), which {d}'s write of {} follows",
             value(new)
         ),
+        Why::RegWwDerived { old, new, via } => format!(
+            "{d}'s write of {k}={} follows {s}'s {}, since {s} precedes {d} through {} \
+             dependencies",
+            value(new),
+            value(old),
+            kinds(via)
+        ),
+        Why::RegRwDerived { old, new, via } => format!(
+            "{s} read {k}={}, a version {d}'s write of {} follows (an order {} dependencies \
+             fix)",
+            value(old),
+            value(new),
+            kinds(via)
+        ),
+        Why::RegWwTried { old, new } => format!(
+            "{d}'s write of {k}={} is taken to follow {s}'s {} (nothing in the history orders \
+             the two writes)",
+            value(new),
+            value(old)
+        ),
         Why::RegRw { old, new } => {
             format!("{s} read {k}={}, a version {d}'s write of {} follows", value(old), value(new))
         }
+    }
+}
+
+/// Dependency kinds in words: "write-write, write-read or process".
+fn kinds(mask: u8) -> String {
+    let names: Vec<&str> = [
+        (dep::WW, "write-write"),
+        (dep::WR, "write-read"),
+        (dep::PROCESS, "process"),
+        (dep::REALTIME, "realtime"),
+    ]
+    .into_iter()
+    .filter(|&(k, _)| mask & k != 0)
+    .map(|(_, name)| name)
+    .collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => panic!("no dependency kind in {mask}"),
     }
 }
 

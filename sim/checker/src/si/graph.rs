@@ -51,8 +51,13 @@ impl Graph {
         Graph { offsets, targets, masks, extra }
     }
 
+    /// The number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
     /// The edges leaving `u` as `(target, mask, extra)`.
-    pub(crate) fn succ(&self, u: u32) -> impl Iterator<Item = (u32, u8, u32)> + '_ {
+    pub(crate) fn succ(&self, u: u32) -> impl ExactSizeIterator<Item = (u32, u8, u32)> + '_ {
         let (a, b) = (self.offsets[u as usize] as usize, self.offsets[u as usize + 1] as usize);
         (a..b).map(move |e| (self.targets[e], self.masks[e], self.extra[e]))
     }
@@ -277,6 +282,102 @@ pub(crate) fn topo_rank(
             rank[v as usize] = i as u32;
         }
     }
+}
+
+/// A rank per node (`u32::MAX` outside `nodes`) from a topological order of the components of
+/// `nodes` over edges meeting `allowed`: the nodes of one strongly connected component share a
+/// rank, and an edge between components climbs. Among components that could come next, the one
+/// with the smallest deadline comes first: the smallest `key` among its members, and the
+/// smallest `start` and deadline of any node an edge leads to from them (so a transaction whose
+/// key says little, like one that never completed, still comes before the first one known to
+/// follow it).
+pub(crate) fn condensed_rank(
+    g: &Graph,
+    s: &mut Scratch,
+    nodes: &[u32],
+    allowed: u8,
+    key: impl Fn(u32) -> u64,
+    start: impl Fn(u32) -> u64,
+) -> Vec<u32> {
+    const NONE: u32 = u32::MAX;
+    let mut comp = vec![NONE; g.len()];
+    let mut members: Vec<Vec<u32>> = sccs(g, s, nodes, allowed, |_| true);
+    for (c, m) in members.iter().enumerate() {
+        for &v in m {
+            comp[v as usize] = c as u32;
+        }
+    }
+    for &v in nodes {
+        if comp[v as usize] == NONE {
+            comp[v as usize] = members.len() as u32;
+            members.push(vec![v]);
+        }
+    }
+    let mut deadline: Vec<u64> =
+        members.iter().map(|m| m.iter().map(|&v| key(v)).min().unwrap_or(u64::MAX)).collect();
+    let first = topological(g, &comp, &members, allowed, &deadline);
+    for &c in first.iter().rev() {
+        for &v in &members[c as usize] {
+            for w in crossing(g, &comp, allowed, v) {
+                let after = deadline[comp[w as usize] as usize].min(start(w));
+                deadline[c as usize] = deadline[c as usize].min(after);
+            }
+        }
+    }
+    let mut rank = vec![NONE; g.len()];
+    for (r, c) in topological(g, &comp, &members, allowed, &deadline).into_iter().enumerate() {
+        for &v in &members[c as usize] {
+            rank[v as usize] = r as u32;
+        }
+    }
+    assert!(nodes.iter().all(|&v| rank[v as usize] != NONE), "the condensation is acyclic");
+    rank
+}
+
+/// The components in a topological order, the smallest `priority` first among those ready.
+fn topological(
+    g: &Graph,
+    comp: &[u32],
+    members: &[Vec<u32>],
+    allowed: u8,
+    priority: &[u64],
+) -> Vec<u32> {
+    let mut indegree = vec![0u32; members.len()];
+    for v in members.iter().flatten() {
+        for w in crossing(g, comp, allowed, *v) {
+            indegree[comp[w as usize] as usize] += 1;
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<(u64, u32)>> = (0..members.len() as u32)
+        .filter(|&c| indegree[c as usize] == 0)
+        .map(|c| Reverse((priority[c as usize], c)))
+        .collect();
+    let mut order = Vec::with_capacity(members.len());
+    while let Some(Reverse((_, c))) = ready.pop() {
+        order.push(c);
+        for &v in &members[c as usize] {
+            for w in crossing(g, comp, allowed, v) {
+                let cw = comp[w as usize];
+                indegree[cw as usize] -= 1;
+                if indegree[cw as usize] == 0 {
+                    ready.push(Reverse((priority[cw as usize], cw)));
+                }
+            }
+        }
+    }
+    order
+}
+
+/// The targets of `v`'s edges meeting `allowed` into another component.
+fn crossing<'g>(
+    g: &'g Graph,
+    comp: &'g [u32],
+    allowed: u8,
+    v: u32,
+) -> impl Iterator<Item = u32> + 'g {
+    g.succ(v)
+        .filter(move |&(w, m, _)| m & allowed != 0 && comp[w as usize] != comp[v as usize])
+        .map(|(w, _, _)| w)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! List-append keys: each key's version order from the reads, ww/wr/rw edges, and the
 //! non-cycle anomalies (aborted, intermediate and garbage reads, duplicates, incompatible
-//! orders, internal inconsistency, lost and dirty updates).
+//! orders, internal inconsistency, future reads, lost and dirty updates).
 //!
 //! A list's versions are prefixes of one another, so the longest read is the key's known order
 //! and every other read must be a prefix of it; a read is then just a length. Elements no read
@@ -292,6 +292,9 @@ impl<'a> KeyPass<'_, 'a> {
         let mut lost: FxMap<usize, (TxnIdx, bool)> = FxMap::default();
         let mut incompatible_reported = false;
         for r in reads {
+            if r.writes_key {
+                self.future_read(k, r, a);
+            }
             let n = r.elems.len();
             let prefix =
                 n <= order.len() && (std::ptr::eq(r.elems, order) || r.elems == &order[..n]);
@@ -439,6 +442,28 @@ impl<'a> KeyPass<'_, 'a> {
             && txns.outcome(w.txn) != Outcome::Fail
         {
             a.edge(w.txn, r.txn, dep::WR, k, Why::ListWr { version: r.elems });
+        }
+    }
+
+    /// A read holding an element its own transaction appends only later. (Its earlier appends
+    /// were stripped from the read, and finding them in what is left is an `internal` anomaly.)
+    fn future_read(&self, k: KeyId, r: &ExtRead<'a>, a: &mut Analysis<'a>) {
+        let txns = self.txns;
+        let own = |e: &&Value| {
+            self.appender.get(&ValKey::of(e)).is_some_and(|w| !w.ambiguous && w.txn == r.txn)
+        };
+        if let Some(e) = r.elems.iter().find(own) {
+            a.found.add(txns, "future-read", Some(k), &[r.txn], || {
+                format!(
+                    "{} read {key}={}, including {}, which {} itself appends only later: a \
+                     transaction cannot observe its own future write",
+                    txns.name(r.txn),
+                    list(r.elems),
+                    value(e),
+                    txns.name(r.txn),
+                    key = txns.key_name(k),
+                )
+            });
         }
     }
 

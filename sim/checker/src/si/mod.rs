@@ -2,13 +2,18 @@
 //!
 //! The pipeline: convert every transaction once ([`txns`]); infer each key's version order from
 //! the reads and derive ww/wr/rw dependencies plus the non-cycle anomalies ([`list`] for
-//! list-append keys, [`register`] for rw-registers with unique written values); add realtime and
-//! process edges for the strong models; find strongly connected components and, within each,
-//! a short witness cycle of the most severe class the model forbids ([`cycles`]).
+//! list-append keys, [`register`] for rw-registers with unique written values); add process
+//! edges for the session and strong models and realtime edges for the strong ones; order
+//! register writes by the dependencies between their writers ([`visibility`]); find strongly
+//! connected components and, within each, a short witness cycle of the most severe class the
+//! model forbids ([`cycles`]); last, search the register write orders nothing fixes for one
+//! without a forbidden cycle ([`search`]).
 //!
 //! Inference is conservative: an edge is added only when the history implies it, so a cycle is
-//! a real anomaly. Indeterminate (`info`) transactions join the graph only when a read observes
-//! one of their writes; failed transactions are aborted and never join it.
+//! a real anomaly; a cycle the search reports closes under every order it could try. The
+//! search answers `unknown` when its budget runs out, never a guess. Indeterminate (`info`)
+//! transactions join the graph only when a read observes one of their writes; failed
+//! transactions are aborted and never join it.
 
 mod cycles;
 mod explain;
@@ -16,7 +21,9 @@ pub mod generate;
 mod graph;
 mod list;
 mod register;
+mod search;
 mod txns;
+mod visibility;
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -35,8 +42,14 @@ pub enum Model {
     SnapshotIsolation,
     /// Snapshot isolation, plus the realtime (and process) variants of its forbidden cycles.
     StrongSnapshotIsolation,
+    /// Snapshot isolation, plus the process variants of its forbidden cycles: each process sees
+    /// its own earlier transactions (Elle's strong session SI; what PolySI and most papers call
+    /// SI). No realtime order between processes.
+    StrongSessionSnapshotIsolation,
     /// Adya's PL-3: no dependency cycle at all.
     Serializable,
+    /// Serializable, plus process order (Elle's strong session serializable).
+    StrongSessionSerializable,
     /// Serializable, plus realtime (and process) order.
     StrictSerializable,
 }
@@ -47,31 +60,45 @@ impl Model {
         match self {
             Model::SnapshotIsolation => "snapshot-isolation",
             Model::StrongSnapshotIsolation => "strong-snapshot-isolation",
+            Model::StrongSessionSnapshotIsolation => "strong-session-snapshot-isolation",
             Model::Serializable => "serializable",
+            Model::StrongSessionSerializable => "strong-session-serializable",
             Model::StrictSerializable => "strict-serializable",
         }
     }
 
+    /// Every model, weakest first within each family.
+    pub const ALL: [Model; 6] = [
+        Model::SnapshotIsolation,
+        Model::StrongSessionSnapshotIsolation,
+        Model::StrongSnapshotIsolation,
+        Model::Serializable,
+        Model::StrongSessionSerializable,
+        Model::StrictSerializable,
+    ];
+
     /// Parses a command-line model name.
     pub fn from_name(name: &str) -> Option<Model> {
-        [
-            Model::SnapshotIsolation,
-            Model::StrongSnapshotIsolation,
-            Model::Serializable,
-            Model::StrictSerializable,
-        ]
-        .into_iter()
-        .find(|m| m.name() == name)
+        Model::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// Whether realtime and process edges join the dependency graph.
-    fn realtime(self) -> bool {
-        matches!(self, Model::StrongSnapshotIsolation | Model::StrictSerializable)
+    /// The order edges (`dep::PROCESS`, `dep::REALTIME`) that join the dependency graph.
+    pub(crate) fn order_kinds(self) -> u8 {
+        match self {
+            Model::SnapshotIsolation | Model::Serializable => 0,
+            Model::StrongSessionSnapshotIsolation | Model::StrongSessionSerializable => {
+                dep::PROCESS
+            }
+            Model::StrongSnapshotIsolation | Model::StrictSerializable => dep::ORDER,
+        }
     }
 
     /// Whether G2-item (cycles with adjacent anti-dependencies) is forbidden.
     fn forbids_g2_item(self) -> bool {
-        matches!(self, Model::Serializable | Model::StrictSerializable)
+        matches!(
+            self,
+            Model::Serializable | Model::StrongSessionSerializable | Model::StrictSerializable
+        )
     }
 }
 
@@ -83,11 +110,23 @@ pub struct SiConfig {
     pub cycle_search_edge_visits_max: u64,
     /// Anomalies of one kind kept in the verdict; the rest are counted in the last one kept.
     pub anomalies_per_kind_max: usize,
+    /// Edge visits the inference of register write orders from the dependencies between their
+    /// writers may spend; orders it does not reach are left to the search.
+    pub version_order_inference_edge_visits_max: u64,
+    /// Region checks the search over register write orders that nothing fixes may spend (each
+    /// also spends edge visits of the cycle search's budget); when they run out before every
+    /// region is settled the verdict is `Unknown`. 0 leaves every such order unknown.
+    pub version_order_search_steps_max: u64,
 }
 
 impl Default for SiConfig {
     fn default() -> Self {
-        SiConfig { cycle_search_edge_visits_max: 200_000_000, anomalies_per_kind_max: 16 }
+        SiConfig {
+            cycle_search_edge_visits_max: 200_000_000,
+            anomalies_per_kind_max: 16,
+            version_order_inference_edge_visits_max: 100_000_000,
+            version_order_search_steps_max: 10_000,
+        }
     }
 }
 
@@ -114,28 +153,70 @@ pub fn check_with(history: &History, model: Model, config: &SiConfig) -> Verdict
     };
     let mut analysis = Analysis::new(&txns, config.anomalies_per_kind_max);
     list::analyze(&txns, &mut analysis);
-    register::analyze(&txns, &mut analysis);
+    let keys = register::analyze(&txns, &mut analysis);
     analysis.settle();
-    let exhausted = cycles::find(&txns, model, config, &mut analysis);
+    let (nodes, mut raw) = cycles::graph_edges(&txns, &analysis, &[]);
+    let order = cycles::order_edges(&txns, model, &nodes);
+    raw.extend_from_slice(&order);
+    let derived = (!keys.is_empty()).then(|| {
+        let mut visits = config.version_order_inference_edge_visits_max;
+        let derived =
+            visibility::derive(&txns, model, &mut analysis, &keys, (&nodes, &raw), &mut visits);
+        raw = cycles::graph_edges(&txns, &analysis, &order).1;
+        derived
+    });
+    let graph = graph::Graph::build(txns.txns.len(), raw);
+    let mut budget = config.cycle_search_edge_visits_max;
+    let found = cycles::find(&graph, &nodes, model, &mut budget, false);
+    let mut witnesses = found.witnesses;
+    let mut search_exhausted = false;
+    if let Some(derived) = derived.filter(|d| !d.open.is_empty() && !found.exhausted) {
+        let search = search::Search {
+            txns: &txns,
+            model,
+            keys: &keys,
+            derived: &derived,
+            graph: &graph,
+            nodes: &nodes,
+            in_bad_component: &found.in_bad_component,
+            steps_max: config.version_order_search_steps_max,
+        };
+        let searched = search.run(&mut budget);
+        analysis.edges.extend(searched.edges);
+        witnesses.extend(searched.witnesses);
+        search_exhausted = searched.exhausted;
+    }
+    cycles::report_all(&txns, model, &mut analysis, &witnesses);
     let anomalies = analysis.found.finish();
     let valid = if !anomalies.is_empty() {
         Validity::Invalid
-    } else if exhausted {
+    } else if found.exhausted || search_exhausted {
         Validity::Unknown
     } else {
         Validity::Valid
     };
     let mut anomalies = anomalies;
-    if exhausted && valid == Validity::Unknown {
+    if valid == Validity::Unknown {
+        let explanation = if found.exhausted {
+            format!(
+                "the cycle search spent its {} edge visits before proving every strongly \
+                 connected component free of anomalies the model forbids",
+                config.cycle_search_edge_visits_max
+            )
+        } else {
+            format!(
+                "the search over register write orders that nothing in the history fixes spent \
+                 its budget ({} region checks, {} edge visits) before finding, for every group \
+                 of such writes, an order without a cycle the model forbids or proof that none \
+                 exists",
+                config.version_order_search_steps_max, config.cycle_search_edge_visits_max
+            )
+        };
         anomalies.push(Anomaly {
             kind: "search-budget-exhausted".to_string(),
             key: None,
             txns: Vec::new(),
-            explanation: format!(
-                "the cycle search spent its {} edge visits before proving every strongly \
-                 connected component free of anomalies the model forbids",
-                config.cycle_search_edge_visits_max
-            ),
+            explanation,
         });
     }
     Verdict { valid, anomalies }
@@ -180,6 +261,15 @@ pub(crate) enum Why<'a> {
     RegWw { old: &'a Value, new: &'a Value },
     /// `src` read `old` (`Null`: the initial state), which `dst`'s write of `new` follows.
     RegRw { old: &'a Value, new: &'a Value },
+    /// `src` wrote `old` and precedes `dst`, which wrote `new`, through a chain of the
+    /// dependency kinds in `via`; the other order of the two writes would close a cycle of them.
+    RegWwDerived { old: &'a Value, new: &'a Value, via: u8 },
+    /// `src` read `old`, a version a write of `dst`'s `new` follows by a derived order (see
+    /// `RegWwDerived`; `via` as there).
+    RegRwDerived { old: &'a Value, new: &'a Value, via: u8 },
+    /// Nothing orders `src`'s write of `old` and `dst`'s of `new`; the version order search
+    /// tried this one.
+    RegWwTried { old: &'a Value, new: &'a Value },
 }
 
 /// One inferred data dependency `src -> dst`.
@@ -202,6 +292,16 @@ pub(crate) struct Analysis<'a> {
     /// Whether some read observed a write of this transaction (decides `info` membership).
     pub observed: Vec<bool>,
     pub found: Found,
+}
+
+impl Why<'_> {
+    /// The order kinds (`dep::ORDER` bits) this reason rests on, beyond data dependencies.
+    pub(crate) fn order_kinds(&self) -> u8 {
+        match *self {
+            Why::RegWwDerived { via, .. } | Why::RegRwDerived { via, .. } => via & dep::ORDER,
+            _ => 0,
+        }
+    }
 }
 
 impl<'a> Analysis<'a> {

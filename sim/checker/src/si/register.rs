@@ -1,7 +1,9 @@
-//! Read-write registers with unique written values: wr edges from the values read, and only
-//! the version orders the reads imply. Every write follows the initial `nil`; a transaction
-//! that read `v` and then wrote the key installed a version after `v`. Nothing else is
-//! assumed, so some anomalies go unseen, but none is invented.
+//! Read-write registers with unique written values: wr edges from the values read, and the
+//! version orders the reads imply. Every write follows the initial `nil`; a transaction that
+//! read `v` and then wrote the key installed a version after `v`. The writers and readers of
+//! each key are handed on ([`KeyVersions`]) so that [`super::visibility`] can order writes by
+//! the dependencies between their transactions and [`super::search`] can try the orders that
+//! nothing fixes.
 
 use std::collections::hash_map::Entry;
 
@@ -31,11 +33,24 @@ struct ExtRead<'a> {
     new: Option<&'a Value>,
 }
 
-pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) {
+/// One register key's writers and the reads of their versions.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyVersions<'a> {
+    pub key: KeyId,
+    /// Transactions that did not abort and wrote the key, with the last value each wrote, in
+    /// history order.
+    pub writers: Vec<(TxnIdx, &'a Value)>,
+    /// `(writer, reader, value read)`: committed reads of a value one writer wrote.
+    pub reads: Vec<(TxnIdx, TxnIdx, &'a Value)>,
+}
+
+/// Infers the register keys' edges and non-cycle anomalies; returns the keys that two or more
+/// transactions wrote, whose version order may need more than the reads to settle.
+pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) -> Vec<KeyVersions<'a>> {
     let n_keys = txns.key_names.len();
     let is_register = register_keys(txns);
     if !is_register.iter().any(|&r| r) {
-        return;
+        return Vec::new();
     }
     let mut writer: FxMap<(KeyId, ValKey<'a>), WriteRef> = FxMap::default();
     let mut possible_writers: Vec<Vec<(TxnIdx, &'a Value)>> = vec![Vec::new(); n_keys];
@@ -73,16 +88,21 @@ pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) {
         });
         group_reads[g].1.push(read);
     }
+    let mut version_reads: Vec<Vec<(TxnIdx, TxnIdx, &'a Value)>> = vec![Vec::new(); n_keys];
     for (key, reads) in &group_reads {
         let key = *key;
         if reads[0].value.is_null() {
             nil_reads(txns, key, reads, &possible_writers[key as usize], a);
         } else {
             let w = writer.get(&(key, ValKey::of(reads[0].value))).copied();
-            value_reads(txns, key, reads, w, a);
+            value_reads(txns, key, reads, w, a, &mut version_reads[key as usize]);
         }
         lost_updates(txns, key, reads, a);
     }
+    let keys = possible_writers.into_iter().zip(version_reads).enumerate();
+    keys.filter(|(_, (writers, _))| writers.len() >= 2)
+        .map(|(k, (writers, reads))| KeyVersions { key: to_u32(k), writers, reads })
+        .collect()
 }
 
 /// A key is a register if something writes it, or reads a non-list from it.
@@ -182,6 +202,7 @@ fn value_reads<'a>(
     reads: &[ExtRead<'a>],
     writer: Option<WriteRef>,
     a: &mut Analysis<'a>,
+    version_reads: &mut Vec<(TxnIdx, TxnIdx, &'a Value)>,
 ) {
     let v = reads[0].value;
     let k = txns.key_name(key);
@@ -199,12 +220,13 @@ fn value_reads<'a>(
     a.observed[w.txn as usize] = true;
     for r in reads {
         if w.txn == r.txn {
-            a.found.add(txns, "internal", Some(key), &[r.txn], || {
+            a.found.add(txns, "future-read", Some(key), &[r.txn], || {
                 format!(
-                    "{} read {k}={} before writing {} itself",
+                    "{} read {k}={}, a value only {} itself writes, and only later: a \
+                     transaction cannot observe its own future write",
                     txns.name(r.txn),
                     value(v),
-                    value(v)
+                    txns.name(r.txn),
                 )
             });
             continue;
@@ -222,6 +244,7 @@ fn value_reads<'a>(
             continue;
         }
         a.edge(w.txn, r.txn, dep::WR, key, Why::RegWr { value: v });
+        version_reads.push((w.txn, r.txn, v));
         if !w.last {
             a.found.add(txns, "G1b", Some(key), &[r.txn, w.txn], || {
                 format!(
