@@ -138,20 +138,6 @@ fn corrupt_last_read(text: &str) -> String {
     lines.join("\n")
 }
 
-/// The dense shape of the refutation figure: 3,000 register ops from 40 processes on 2 keys
-/// (~20 in flight per key), values from a domain of 5, so that many orders reach one state.
-fn lin_dense_workload() -> RegisterWorkload {
-    RegisterWorkload {
-        seed: 7,
-        ops: 3_000,
-        processes: 40,
-        keys: 2,
-        value_domain: Some(5),
-        crash_per_mille: 10,
-        ..RegisterWorkload::default()
-    }
-}
-
 /// Parses and checks `text` with the default budgets: (seconds, verdict).
 fn time_lin_text(text: &str) -> (f64, Validity) {
     let start = Instant::now();
@@ -165,7 +151,7 @@ fn time_lin_text(text: &str) -> (f64, Validity) {
 /// one's seconds.
 fn lin_dense_3k() -> f64 {
     println!("lin-dense-3k: 3,000 register ops, 40 processes, 2 keys, values 0..5");
-    let text = generate(&lin_dense_workload());
+    let text = generate(&RegisterWorkload::dense_3k());
     let (s, v) = time_lin_text(&text);
     assert_eq!(v, Validity::Valid, "the generated history is linearizable by construction");
     println!("  valid: {v:?} in {s:.3} s");

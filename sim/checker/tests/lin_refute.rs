@@ -9,22 +9,8 @@ use minikv_checker::parse_history;
 use minikv_checker::report::Validity;
 use proptest::prelude::*;
 
-/// The shape: 3,000 operations from 40 processes on 2 keys, values from a small
-/// domain (so that many orders reach the same states), a few crashes.
-fn dense() -> RegisterWorkload {
-    RegisterWorkload {
-        seed: 7,
-        ops: 3_000,
-        processes: 40,
-        keys: 2,
-        value_domain: Some(5),
-        crash_per_mille: 10,
-        ..RegisterWorkload::default()
-    }
-}
-
 fn check_planted(plant: PlantedRead) -> (History, LinReport) {
-    let text = plant_read(&generate(&dense()), plant);
+    let text = plant_read(&generate(&RegisterWorkload::dense_3k()), plant);
     let h = parse_history(&text).expect("planted histories parse");
     let report = lin::check_with(&h, &LinConfig::default());
     (h, report)
@@ -41,7 +27,7 @@ fn read_of(h: &History, value: i64) -> usize {
 
 #[test]
 fn the_dense_history_without_a_plant_is_valid() {
-    let h = parse_history(&generate(&dense())).expect("parses");
+    let h = parse_history(&generate(&RegisterWorkload::dense_3k())).expect("parses");
     assert_eq!(lin::check(&h).valid, Validity::Valid);
 }
 

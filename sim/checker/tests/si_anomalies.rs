@@ -1,21 +1,11 @@
 //! One hand-written history per anomaly class, checked for the exact anomaly kinds reported.
 
+mod support;
+
 use minikv_checker::history::History;
-use minikv_checker::parse::parse_history;
 use minikv_checker::report::{Validity, Verdict};
 use minikv_checker::si::{Model, SiConfig, check, check_with};
-
-/// Builds a history from `(process, type, micro-ops)` events, 10 ns apart.
-fn hist(events: &[(u64, &str, &str)]) -> History {
-    let text: Vec<String> = events
-        .iter()
-        .enumerate()
-        .map(|(i, (p, t, v))| {
-            format!(r#"{{"process":{p},"type":"{t}","f":"txn","value":{v},"time":{}}}"#, 10 * i)
-        })
-        .collect();
-    parse_history(&text.join("\n")).expect("test history parses")
-}
+use support::hist;
 
 /// A transaction invoked and completed at once; `done` is its completion's micro-ops.
 fn serial<'a>(p: u64, t: &'a str, invoke: &'a str, done: &'a str) -> [(u64, &'a str, &'a str); 2] {

@@ -3,25 +3,15 @@
 //! models; each checked for its exact verdict and anomaly kinds. Last, generated snapshot-
 //! isolated register histories with blind writes must pass, and quickly.
 
+mod support;
+
 use minikv_checker::history::{History, Op, OpFn, Outcome};
-use minikv_checker::parse::parse_history;
 use minikv_checker::report::{Validity, Verdict};
 use minikv_checker::si::{Model, SiConfig, check, check_with};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{Value, json};
-
-/// Builds a history from `(process, type, micro-ops)` events, 10 ns apart.
-fn hist(events: &[(u64, &str, &str)]) -> History {
-    let text: Vec<String> = events
-        .iter()
-        .enumerate()
-        .map(|(i, (p, t, v))| {
-            format!(r#"{{"process":{p},"type":"{t}","f":"txn","value":{v},"time":{}}}"#, 10 * i)
-        })
-        .collect();
-    parse_history(&text.join("\n")).expect("test history parses")
-}
+use support::hist;
 
 /// Transactions that all run concurrently: every invoke, then every completion.
 fn concurrent(txns: &[(u64, &str)]) -> History {

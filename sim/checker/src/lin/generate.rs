@@ -28,6 +28,23 @@ pub struct RegisterWorkload {
     pub crash_per_mille: u32,
 }
 
+impl RegisterWorkload {
+    /// The dense shape the refutation work was measured on: 3,000 register ops from 40
+    /// processes on 2 keys (~20 in flight per key), values from a domain of 5 (so that many
+    /// orders reach the same states), a few crashes.
+    pub fn dense_3k() -> RegisterWorkload {
+        RegisterWorkload {
+            seed: 7,
+            ops: 3_000,
+            processes: 40,
+            keys: 2,
+            value_domain: Some(5),
+            crash_per_mille: 10,
+            ..RegisterWorkload::default()
+        }
+    }
+}
+
 impl Default for RegisterWorkload {
     fn default() -> Self {
         RegisterWorkload {

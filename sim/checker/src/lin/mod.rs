@@ -20,7 +20,7 @@ use crate::report::{Anomaly, Validity, Verdict};
 
 use prepare::{KeyOps, KeyPart};
 use refute::Windows;
-use search::{Budget, Search, SearchOutcome, Step};
+use search::{Budget, Search, SearchOutcome};
 
 /// Default memory budget for one key's search.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 1 << 30;
@@ -443,14 +443,7 @@ fn failure_of(ops: &[Op], key_ops: &KeyOps, budget: &Budget<'_>) -> KeyFailure {
     };
     let model = search.model();
     let stuck_def = search.returning_at(stuck_at);
-    let prefix = search
-        .best_path
-        .iter()
-        .map(|step| match *step {
-            Step::Def(d) => model.defs[d as usize].op_index,
-            Step::Indet(i) => i,
-        })
-        .collect();
+    let prefix = search.best_path_ops();
     let op = model.defs[stuck_def as usize].op_index;
     failure_from(ops, key_ops, KeyFailureParts { op, prefix, reason: FailureReason::Search })
 }

@@ -6,7 +6,7 @@
 //! solution, the key has none either. Neither can say "linearizable"; that is the search's job.
 
 use super::prepare::{self, Effect, KeyModel, KeyOp, KeyOps, KeyPart, Source, Start};
-use super::search::{Budget, Search, SearchOutcome, Step};
+use super::search::{Budget, Search, SearchOutcome};
 use super::{FailureReason, KeyFailureParts};
 use crate::history::{OpFn, Outcome};
 
@@ -226,14 +226,7 @@ fn explain_window(
         panic!("a repeated search of the same window gave a different verdict")
     };
     let model = search.model();
-    let prefix = search
-        .best_path
-        .iter()
-        .map(|step| match *step {
-            Step::Def(d) => model.defs[d as usize].op_index,
-            Step::Indet(i) => i,
-        })
-        .collect();
+    let prefix = search.best_path_ops();
     KeyFailureParts {
         op: model.defs[search.returning_at(stuck_at) as usize].op_index,
         prefix,

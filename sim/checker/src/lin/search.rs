@@ -267,6 +267,17 @@ impl Search {
             || budget.should_stop.is_some_and(|stop| stop())
     }
 
+    /// The deepest attempt's linearized operations, as history op indexes.
+    pub fn best_path_ops(&self) -> Vec<usize> {
+        self.best_path
+            .iter()
+            .map(|step| match *step {
+                Step::Def(d) => self.model.defs[d as usize].op_index,
+                Step::Indet(i) => i,
+            })
+            .collect()
+    }
+
     /// The definite op returning at rank `k`.
     pub fn returning_at(&self, k: usize) -> u32 {
         self.by_return[k]
