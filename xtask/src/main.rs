@@ -17,7 +17,7 @@ commands:
                        run one scenario with one seed; exit 0 pass, 1 fail/liveness/crash, 2 bad input
   replay FILE.toml [--json]
                        re-run a seed file (seeds/*.toml) with full tracing into target/replay/
-  sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR]
+  sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR] [--recheck-every N]
                        run many seeds in parallel: JSON lines, replay commands for failures
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
   bench <target>       run a benchmark, optimized build (targets: raft, engine, checker, sim-kv, sim)

@@ -105,7 +105,14 @@ pub struct SweepArgs {
     /// Write a seed file into DIR for every run that does not pass.
     #[arg(long, value_name = "DIR")]
     pub save_failures: Option<PathBuf>,
+    /// Run every seed divisible by N (and every seed that does not pass) twice and compare the
+    /// runs; a difference is the verdict `nondeterministic`. 0: only the failing seeds.
+    #[arg(long, value_name = "N", default_value_t = RECHECK_EVERY_DEFAULT)]
+    pub recheck_every: u64,
 }
+
+/// A sweep re-runs one seed in this many (2% more runs) to check determinism.
+pub const RECHECK_EVERY_DEFAULT: u64 = 50;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -201,36 +208,11 @@ pub fn check_determinism(
     let once = |s: &Scenario, seed| run(s, seed, &options);
     let first = run_guarded_output(&once, scenario, seed);
     let second = run_guarded_output(&once, scenario, seed);
-    let diff = if let Some((line, a, b)) = first_difference(&first.trace, &second.trace) {
-        Some(format!("NOT deterministic: trace line {line} differs\n  run 1: {a}\n  run 2: {b}"))
-    } else if let Some((line, a, b)) = first_difference(&first.history, &second.history) {
-        Some(format!("NOT deterministic: history line {line} differs\n  run 1: {a}\n  run 2: {b}"))
-    } else if first.report.trace_hash != second.report.trace_hash {
-        Some(format!(
-            "NOT deterministic: equal traces but trace hashes {} and {}",
-            first.report.trace_hash, second.report.trace_hash
-        ))
-    } else {
-        None
-    };
+    let diff = crate::determinism::compare(&first, &second);
     (first, diff)
 }
 
-/// The first line (1-based) where `a` and `b` differ, with both lines (`<end>` past the end).
-pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
-    let (mut la, mut lb) = (a.lines(), b.lines());
-    for n in 1.. {
-        match (la.next(), lb.next()) {
-            (None, None) => return None,
-            (x, y) if x == y => continue,
-            (x, y) => {
-                let show = |l: Option<&str>| l.map_or_else(|| "<end>".to_string(), str::to_string);
-                return Some((n, show(x), show(y)));
-            }
-        }
-    }
-    unreachable!("the loop returns at the end of the shorter text")
-}
+pub use crate::determinism::first_difference;
 
 fn replay_cmd(a: &ReplayArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> Outcome {
     let seed_file = SeedFile::load(&a.file).map_err(|e| e.to_string())?;
@@ -292,6 +274,7 @@ fn sweep_cmd(
         out: a.out.clone(),
         save_failures: a.save_failures.clone(),
         commit: git_commit(),
+        recheck_every: a.recheck_every,
     };
     say(
         err,

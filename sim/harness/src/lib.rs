@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod determinism;
 pub mod memory;
 pub mod report;
 pub mod scenario;

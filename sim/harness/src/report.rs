@@ -16,6 +16,8 @@ pub enum Verdict {
     Liveness,
     /// The store or the harness panicked.
     Crash,
+    /// Two runs of the same scenario and seed differed (a sweep's recheck).
+    Nondeterministic,
 }
 
 impl Verdict {
@@ -25,6 +27,7 @@ impl Verdict {
             Verdict::Fail => "fail",
             Verdict::Liveness => "liveness",
             Verdict::Crash => "crash",
+            Verdict::Nondeterministic => "nondeterministic",
         }
     }
 

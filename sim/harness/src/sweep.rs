@@ -144,6 +144,17 @@ pub struct SweepOptions {
     pub save_failures: Option<PathBuf>,
     /// The commit seed files name.
     pub commit: String,
+    /// Re-run every seed divisible by this (0: none), and every seed that does not pass, and
+    /// compare the two runs: a difference makes the verdict `nondeterministic`.
+    pub recheck_every: u64,
+}
+
+impl SweepOptions {
+    /// Whether the sweep runs `seed` again after a first run ending in `verdict`.
+    pub fn rechecks(&self, seed: u64, verdict: Verdict) -> bool {
+        verdict != Verdict::Pass
+            || (self.recheck_every > 0 && seed.is_multiple_of(self.recheck_every))
+    }
 }
 
 /// Verdict counts and speed of a sweep.
@@ -154,6 +165,9 @@ pub struct SweepSummary {
     pub fail: u64,
     pub liveness: u64,
     pub crash: u64,
+    pub nondeterministic: u64,
+    /// Runs that were run twice and compared.
+    pub rechecked: u64,
     pub wall_secs: f64,
 }
 
@@ -165,6 +179,7 @@ impl SweepSummary {
             Verdict::Fail => self.fail += 1,
             Verdict::Liveness => self.liveness += 1,
             Verdict::Crash => self.crash += 1,
+            Verdict::Nondeterministic => self.nondeterministic += 1,
         }
     }
 
@@ -176,8 +191,15 @@ impl SweepSummary {
     pub fn line(&self) -> String {
         let rate = self.runs as f64 / self.wall_secs.max(1e-9);
         format!(
-            "sweep: {} runs, {} pass, {} fail, {} liveness, {} crash, {rate:.1} seeds/s wall",
-            self.runs, self.pass, self.fail, self.liveness, self.crash
+            "sweep: {} runs, {} pass, {} fail, {} liveness, {} crash, {} nondeterministic \
+             ({} rechecked), {rate:.1} seeds/s wall",
+            self.runs,
+            self.pass,
+            self.fail,
+            self.liveness,
+            self.crash,
+            self.nondeterministic,
+            self.rechecked
         )
     }
 }
@@ -272,7 +294,7 @@ where
     let next = AtomicUsize::new(0);
     let threads = options.jobs.min(runs.len()).max(1);
     let result = std::thread::scope(|scope| -> Result<(), String> {
-        let (tx, rx) = mpsc::channel::<(usize, Report)>();
+        let (tx, rx) = mpsc::channel::<(usize, Report, bool)>();
         for worker in 0..threads {
             let (tx, next) = (tx.clone(), &next);
             std::thread::Builder::new()
@@ -282,8 +304,8 @@ where
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(r) = runs.get(i) else { break };
-                        let report = run_guarded(run, r.scenario, r.seed);
-                        if tx.send((i, report)).is_err() {
+                        let (report, rechecked) = run_rechecked(run, r, options);
+                        if tx.send((i, report, rechecked)).is_err() {
                             break;
                         }
                     }
@@ -291,8 +313,9 @@ where
                 .map_err(|e| format!("cannot start sweep thread: {e}"))?;
         }
         drop(tx);
-        for (i, report) in rx {
+        for (i, report, rechecked) in rx {
             summary.count(report.verdict);
+            summary.rechecked += u64::from(rechecked);
             let json = report.to_json();
             bar.suspend(|| -> Result<(), String> {
                 match &mut out_file {
@@ -307,8 +330,12 @@ where
             lines.push((report.scenario.clone(), report.seed, json));
             bar.inc(1);
             bar.set_message(format!(
-                "{} pass, {} fail, {} liveness, {} crash",
-                summary.pass, summary.fail, summary.liveness, summary.crash
+                "{} pass, {} fail, {} liveness, {} crash, {} nondeterministic",
+                summary.pass,
+                summary.fail,
+                summary.liveness,
+                summary.crash,
+                summary.nondeterministic
             ));
         }
         Ok(())
@@ -326,6 +353,27 @@ where
         }
     }
     Ok(summary)
+}
+
+/// Runs one seed and, when the options say so, runs it again and compares the two runs; returns
+/// the report (verdict `nondeterministic` if they differ) and whether it ran twice.
+fn run_rechecked<F>(run: &F, r: &SweepRun<'_>, options: &SweepOptions) -> (Report, bool)
+where
+    F: Fn(&Scenario, u64) -> RunOutput + ?Sized,
+{
+    let first = run_guarded_output(run, r.scenario, r.seed);
+    if !options.rechecks(r.seed, first.report.verdict) {
+        return (first.report, false);
+    }
+    let second = run_guarded_output(run, r.scenario, r.seed);
+    let diff = crate::determinism::compare(&first, &second);
+    let mut report = first.report;
+    if let Some(diff) = diff {
+        let was = report.verdict.name();
+        report.verdict = Verdict::Nondeterministic;
+        report.message = Some(format!("{diff}\n  (the first run's verdict: {was})"));
+    }
+    (report, true)
 }
 
 fn note_failure(

@@ -62,7 +62,13 @@ pub(crate) fn temp_dir(name: &str) -> TempDir {
 }
 
 fn options(jobs: usize) -> SweepOptions {
-    SweepOptions { jobs, out: None, save_failures: None, commit: "abc1234".into() }
+    SweepOptions {
+        jobs,
+        out: None,
+        save_failures: None,
+        commit: "abc1234".into(),
+        recheck_every: 0,
+    }
 }
 
 #[test]
@@ -222,4 +228,60 @@ fn an_unwritable_out_file_is_named() {
     let fake = |s: &Scenario, seed: u64| fake_output(s, seed, Verdict::Pass);
     let err = sweep(&runs, &opts, &fake, &mut Vec::new(), &mut Vec::new()).unwrap_err();
     assert!(err.starts_with("/nonexistent-dir/x.jsonl: cannot write"), "{err}");
+}
+
+/// A runner whose second run of each seed in `drifting` writes another trace.
+fn drifting_runner(
+    drifting: &'static [u64],
+    verdict_of: fn(u64) -> Verdict,
+) -> impl Fn(&Scenario, u64) -> RunOutput + Sync {
+    let calls = std::sync::Mutex::new(std::collections::BTreeMap::<u64, u64>::new());
+    move |s: &Scenario, seed: u64| {
+        let call = {
+            let mut calls = calls.lock().unwrap();
+            let n = calls.entry(seed).or_default();
+            *n += 1;
+            *n
+        };
+        let mut output = fake_output(s, seed, verdict_of(seed));
+        if call > 1 && drifting.contains(&seed) {
+            output.trace = format!("0 s1 seed {seed} (a timer fired out of order)\n");
+        }
+        output
+    }
+}
+
+#[test]
+fn a_sampled_seed_that_runs_differently_again_is_nondeterministic() {
+    let scenarios = vec![("a".to_string(), scenario("a"))];
+    let runs = plan(&scenarios, &(0..6).collect::<Vec<u64>>());
+    // Seeds 0, 2 and 4 are sampled; 3 drifts too but is not, so its drift goes unseen.
+    let fake = drifting_runner(&[3, 4], |_| Verdict::Pass);
+    let opts = SweepOptions { recheck_every: 2, ..options(2) };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let summary = sweep(&runs, &opts, &fake, &mut out, &mut err).unwrap();
+    assert_eq!((summary.runs, summary.pass, summary.nondeterministic), (6, 5, 1));
+    assert_eq!(summary.rechecked, 3);
+    assert!(summary.line().contains("1 nondeterministic (3 rechecked)"), "{}", summary.line());
+    let out = String::from_utf8(out).unwrap();
+    let reports: Vec<Report> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let bad = reports.iter().find(|r| r.verdict == Verdict::Nondeterministic).unwrap();
+    assert_eq!(bad.seed, 4);
+    let message = bad.message.as_deref().unwrap();
+    assert!(message.contains("trace line 1 differs"), "{message}");
+    assert!(message.contains("a timer fired out of order"), "{message}");
+    assert!(message.contains("the first run's verdict: pass"), "{message}");
+    assert!(String::from_utf8(err).unwrap().contains("--seed 4"));
+}
+
+#[test]
+fn every_failing_seed_is_run_again() {
+    let scenarios = vec![("a".to_string(), scenario("a"))];
+    let runs = plan(&scenarios, &[1, 2, 3]);
+    let fake = drifting_runner(&[2], |seed| if seed == 1 { Verdict::Pass } else { Verdict::Fail });
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let summary = sweep(&runs, &options(1), &fake, &mut out, &mut err).unwrap();
+    // recheck_every is 0: only the failing seeds 2 and 3 run twice; 2 ran differently.
+    assert_eq!(summary.rechecked, 2);
+    assert_eq!((summary.pass, summary.fail, summary.nondeterministic), (1, 1, 1));
 }
