@@ -343,15 +343,7 @@ impl Node {
     }
 
     fn reply(&mut self, to: SocketAddr, request_id: u64, response: KvResponse) {
-        let mut envelope = KvResponseEnvelope { request_id, response };
-        let bytes = minikv_proto::encoded_len(&envelope).expect("a response always encodes");
-        if let Err(why) = minikv_runtime::net::check_size(bytes) {
-            // Only a read answers with data (a scan page, a batch get): it fails, and a
-            // smaller page would fit.
-            let why = format!("the response is {why}; ask for less");
-            envelope.response = KvResponse::Other(why);
-        }
-        send_detached(self.endpoint.clone(), to, TAG_KV_RESPONSE, envelope);
+        send_reply(self.endpoint.clone(), to, KvResponseEnvelope { request_id, response });
         self.probe.update(|p| p.requests_answered += 1);
     }
 
@@ -390,10 +382,19 @@ fn spawn_sender<T: WireMessage>(
 }
 
 /// Sends without waiting: the loop must not block on a slow or dead peer.
-fn send_detached<T: WireMessage>(endpoint: Endpoint, to: SocketAddr, tag: u64, msg: T) {
+/// Answers a client without waiting: the loop must not block on a slow or dead client. An
+/// answer too big for a message (only a read answers with data: a scan page, a batch get)
+/// becomes an error that says so, and the read fails; a smaller page would fit.
+fn send_reply(endpoint: Endpoint, to: SocketAddr, envelope: KvResponseEnvelope) {
     drop(madsim::task::spawn(async move {
-        // A failed send is a lost message; Raft and the client's deadline deal with it.
-        let _ = send_msg(&endpoint, to, tag, msg).await;
+        let request_id = envelope.request_id;
+        // A failed send is a lost message; the client's deadline deals with it.
+        let Err(e) = send_msg(&endpoint, to, TAG_KV_RESPONSE, envelope).await else { return };
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            let response = KvResponse::Other(format!("the response is {e}; ask for less"));
+            let refusal = KvResponseEnvelope { request_id, response };
+            let _ = send_msg(&endpoint, to, TAG_KV_RESPONSE, refusal).await;
+        }
     }));
 }
 

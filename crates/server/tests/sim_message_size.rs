@@ -1,7 +1,7 @@
 //! Every message the store makes fits the network's message limit, in simulation as over
 //! TCP: Appends at their maximum size, a snapshot cut into many chunks for one store (sent in
 //! one round, so the node must split the batch), and a command too big to propose is refused
-//! before it reaches the log. A node whose limits could make a message too big does not start.
+//! before it reaches the log; a read whose answer would not fit fails, saying so. A node whose limits could make a message too big does not start.
 
 #![cfg(madsim)]
 
@@ -76,12 +76,23 @@ async fn big_appends_and_a_many_chunk_snapshot_fit_in_messages() {
     assert!(largest.values().all(|b| *b <= MAX_MESSAGE_BYTES), "{largest:?}");
     // The snapshot's chunks filled batches near the limit: the split was exercised.
     assert!(largest[&leader] > MAX_MESSAGE_BYTES / 2, "{largest:?}");
-    let refused = cluster.client_node("big").spawn(async move {
-        let mut c =
-            RawClient::connect(ClientConfig::new(addrs), Clock::new(), "0.0.0.0:0").await.unwrap();
-        c.put(b"big", &vec![1; 1 << 20]).await
-    });
-    let refused = refused.await.expect("client");
+    let (refused, scanned) = cluster
+        .client_node("big")
+        .spawn(async move {
+            let mut c = RawClient::connect(ClientConfig::new(addrs), Clock::new(), "0.0.0.0:0")
+                .await
+                .unwrap();
+            // 40 values of 200 KiB: one page of them cannot be answered in one message.
+            let scanned = c.scan(b"", b"", 100).await;
+            (c.put(b"big", &vec![1; 1 << 20]).await, scanned)
+        })
+        .await
+        .expect("client");
+    assert!(
+        matches!(&scanned, Err(Error::Store(why)) if why.contains("over the limit")),
+        "{:?}",
+        scanned.as_ref().map(Vec::len)
+    );
     assert!(
         matches!(&refused, Err(Error::Region(RegionError::CommandRefused { reason }))
             if reason.contains("raft_entry_max_size_bytes")),
