@@ -13,12 +13,15 @@ usage: cargo xtask <command> [args]
 
 commands:
   sim --scenario NAME|PATH --seed N [--json] [--history FILE] [--trace FILE]
-      [--trace-level info|debug] [--check-determinism]
+      [--trace-level info|debug] [--check-determinism] [--canary NAME]
                        run one scenario with one seed; exit 0 pass, 1 fail/liveness/crash, 2 bad input
   replay FILE.toml [--json]
                        re-run a seed file (seeds/*.toml) with full tracing into target/replay/
-  sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR] [--recheck-every N]
+  sweep --scenario NAME|all --seeds A..B [--jobs N] [--shard i/n] [--out FILE] [--save-failures DIR] [--recheck-every N] [--canary NAME]
                        run many seeds in parallel: JSON lines, replay commands for failures
+  canaries [--seeds N] [--budgets] [--canary NAME] [--jobs N] [--list]
+                       the standard sweep with each planted bug on: detection rate, seeds to first
+                       detection and the catching check (--budgets: CI's short version)
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
   bench <target>       run a benchmark, optimized build (targets: raft, engine, checker, sim-kv, sim)
   check [args]         check a history file: cargo xtask check --model linearizable FILE [--html OUT] [--json]
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         "sim" => sim::run("run", rest),
         "replay" => sim::run("replay", rest),
         "sweep" => sim::run("sweep", rest),
+        "canaries" => sim::run("canaries", rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "check" => check::run(rest),

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 
 /// Runs `minikv-sim <subcommand> <args...>`.
 pub fn run(subcommand: &str, args: &[String]) -> Result<ExitCode, String> {
-    let profile = if subcommand == "sweep" { Profile::Optimized } else { Profile::Release };
+    let profile = if subcommand == "sweep" || subcommand == "canaries" {
+        Profile::Optimized
+    } else {
+        Profile::Release
+    };
     let args: Vec<&str> =
         std::iter::once(subcommand).chain(args.iter().map(String::as_str)).collect();
     run_madsim("minikv-sim", "minikv-sim", profile, &args)

@@ -2,6 +2,7 @@
 //! region errors with backoff inside a per-request deadline, and reports a write whose outcome
 //! it cannot know as `Error::Unknown` instead of retrying it (a retried write could apply twice).
 
+use minikv_hooks::{Canary, Point, Probe, buggify, canary, probe};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -303,13 +304,23 @@ impl RawClient {
                 self.backoff(&mut backoff_ms, deadline_ms).await;
                 continue;
             };
+            // The leader cache is only a hint: a client may lose it and ask around.
+            if buggify(Point::ClientForgetLeader) {
+                self.cache.forget_leader(region.id);
+                self.rotation += 1;
+            }
             let target = self.pick_peer(&region);
             let region_epoch = match epoch {
                 EpochPolicy::Follow => region.epoch,
                 EpochPolicy::Pinned(pinned) => pinned,
             };
             let context = KvContext { region_id: region.id, region_epoch, peer: target.clone() };
-            let rpc_deadline_ms = deadline_ms.min(now + self.config.rpc_timeout_ms);
+            let rpc_timeout_ms = if buggify(Point::ClientTimeoutEarliest) {
+                self.config.rpc_timeout_ms / 4
+            } else {
+                self.config.rpc_timeout_ms
+            };
+            let rpc_deadline_ms = deadline_ms.min(now + rpc_timeout_ms);
             let attempt =
                 self.call(target.store_id, context, request.clone(), rpc_deadline_ms).await;
             let next = match attempt {
@@ -330,6 +341,7 @@ impl RawClient {
                     // Every earlier attempt ended definitely (an unknown one returns at once),
                     // so retrying a write that certainly was not applied is safe.
                     if !is_read && e.leaves_outcome_unknown() {
+                        probe(Probe::ClientUnknownOutcome);
                         return Err(Error::Unknown(format!("proposed, then {e}")));
                     }
                     if !is_read {
@@ -353,7 +365,14 @@ impl RawClient {
                 }
                 Attempt::NoAnswer => {
                     self.stats.rpc_timeouts += 1;
+                    if !is_read && canary(Canary::ClientTimeoutIsFail) {
+                        return Err(Error::Transport(format!(
+                            "no answer from store {} in time",
+                            target.store_id
+                        )));
+                    }
                     if !is_read {
+                        probe(Probe::ClientUnknownOutcome);
                         return Err(Error::Unknown(format!(
                             "no answer from store {} in time",
                             target.store_id

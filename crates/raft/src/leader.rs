@@ -1,6 +1,7 @@
 //! The leader side of the state machine: proposals, replication with flow control, commit,
 //! heartbeats, ReadIndex, leader transfer and reacting to configuration switches.
 
+use minikv_hooks::{Point, Probe, buggify, probe};
 use minikv_proto::raftpb::{
     ConfChangeV2, ConfState, Entry, EntryType, INVALID_ID, Message, MessageType, NodeId,
 };
@@ -28,6 +29,7 @@ impl<S: Storage> Raft<S> {
                 if !self.prs.quorum_recently_active(self_id) {
                     // Raft thesis §6.2: a leader that cannot reach a quorum steps down, so
                     // clients find the real leader and lease reads stay safe.
+                    probe(Probe::RaftCheckQuorumStepDown);
                     let term = self.term;
                     self.become_follower(term, INVALID_ID);
                 }
@@ -184,9 +186,19 @@ impl<S: Storage> Raft<S> {
         if pr.is_paused() {
             return false;
         }
+        // A window shrunk to one Append in flight.
+        if pr.state == ProgressState::Replicate
+            && pr.inflights.count() > 0
+            && buggify(Point::RaftInflightOne)
+        {
+            return false;
+        }
         let next = pr.next_idx;
         let term = self.raft_log.term(next - 1);
-        let entries = self.raft_log.entries(next, Some(self.max_size_per_msg_bytes));
+        // A limit of 0 bytes still sends one entry.
+        let max_bytes =
+            if buggify(Point::RaftSplitAppend) { 0 } else { self.max_size_per_msg_bytes };
+        let entries = self.raft_log.entries(next, Some(max_bytes));
         let (log_term, entries) = match (term, entries) {
             (Ok(t), Ok(e)) => (t, e),
             (Err(StorageError::Compacted), _) | (_, Err(Error::Store(StorageError::Compacted))) => {
@@ -294,6 +306,9 @@ impl<S: Storage> Raft<S> {
     }
 
     fn send_heartbeat(&mut self, to: NodeId, context: Vec<u8>) {
+        if buggify(Point::RaftSkipHeartbeat) {
+            return;
+        }
         // Never tell a follower to commit past what it is known to hold.
         let pr = self.prs.progress.get_mut(&to).expect("a tracked peer");
         let commit = pr.matched.min(self.raft_log.committed);

@@ -1,6 +1,7 @@
 //! `RaftLog`: the unstable (not yet persisted) tail over the storage view, plus the commit and
 //! apply cursors. Invariant: `first_index - 1 <= applied <= committed <= last_index`.
 
+use minikv_hooks::{Canary, Probe, canary, probe};
 use minikv_proto::raftpb::{Entry, Snapshot};
 
 use crate::errors::{Error, Result, StorageError};
@@ -202,10 +203,16 @@ impl<S: Storage> RaftLog<S> {
                 "entry {conflict} conflicts with the committed prefix (committed {})",
                 self.committed
             );
+            if conflict <= self.last_index() {
+                probe(Probe::RaftLogConflictTruncated);
+            }
             entries.drain(..(conflict - (index + 1)) as usize);
             self.append_owned(entries);
         }
-        self.commit_to(committed.min(last_new));
+        // Only the prefix up to `last_new` is known to match the leader's log.
+        let shared =
+            if canary(Canary::RaftFollowerCommitUnchecked) { self.last_index() } else { last_new };
+        self.commit_to(committed.min(shared));
         Some(last_new)
     }
 
@@ -258,10 +265,14 @@ impl<S: Storage> RaftLog<S> {
     /// Commits `max_index` if its entry belongs to `term`. Raft §5.4.2: a leader only commits
     /// entries of its own term by counting replicas.
     pub fn maybe_commit(&mut self, max_index: u64, term: u64) -> bool {
-        if max_index > self.committed && self.term(max_index).is_ok_and(|t| t == term) {
+        if max_index <= self.committed {
+            return false;
+        }
+        if self.term(max_index).is_ok_and(|t| t == term) || canary(Canary::RaftFigure8) {
             self.commit_to(max_index);
             return true;
         }
+        probe(Probe::RaftCommitWaitsForOwnTerm);
         false
     }
 

@@ -1,6 +1,7 @@
 //! The Raft state machine: terms, roles, elections (pre-vote, check-quorum), the follower and
 //! candidate sides of `step`. The leader side lives in `leader.rs`.
 
+use minikv_hooks::{Canary, Point, Probe, buggify, canary, probe};
 use minikv_proto::raftpb::{
     ConfChangeV2, Entry, EntryType, HardState, INVALID_ID, Message, MessageType, NodeId, Snapshot,
 };
@@ -181,7 +182,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
+        // The canary keeps the vote out of what is made durable.
+        let vote = if canary(Canary::RaftForgetsVote) { INVALID_ID } else { self.vote };
+        HardState { term: self.term, vote, commit: self.raft_log.committed }
     }
 
     /// Can this node campaign: a voter of the current configuration, not installing a snapshot.
@@ -204,7 +207,10 @@ impl<S: Storage> Raft<S> {
     }
 
     fn reset_randomized_election_timeout(&mut self) {
-        let spread = self.rng.next_u64() % self.election_timeout as u64;
+        let mut spread = self.rng.next_u64() % self.election_timeout as u64;
+        if buggify(Point::RaftElectionTimeoutEarliest) {
+            spread = 0;
+        }
         self.randomized_election_timeout = self.election_timeout + spread as usize;
     }
 
@@ -480,7 +486,9 @@ impl<S: Storage> Raft<S> {
         let can_vote = self.vote == m.from
             || (self.vote == INVALID_ID && self.leader_id == INVALID_ID)
             || (is_pre && m.term > self.term);
-        if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
+        let up_to_date =
+            self.raft_log.is_up_to_date(m.index, m.log_term) || canary(Canary::RaftVoteIgnoresLog);
+        if can_vote && up_to_date {
             self.send(Message {
                 msg_type: resp_type,
                 to: m.from,
@@ -492,6 +500,9 @@ impl<S: Storage> Raft<S> {
                 self.vote = m.from;
             }
         } else {
+            if !is_pre && self.vote != INVALID_ID {
+                probe(Probe::RaftVoteRefusedAlreadyVoted);
+            }
             self.send(Message {
                 msg_type: resp_type,
                 to: m.from,

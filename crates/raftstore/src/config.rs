@@ -38,11 +38,6 @@ pub struct StoreConfig {
     pub lease_read: bool,
     /// How many ticks before the earliest possible election the lease ends.
     pub lease_margin_ticks: u64,
-    /// A planted bug, for canaries only: a leader acknowledges a put or delete as soon as it
-    /// is proposed, before it commits, so a leader that is cut off acknowledges writes that are
-    /// then lost. The harness turns it on to prove that its checks catch a lost acknowledged
-    /// write; never set it anywhere else.
-    pub canary_early_acks: bool,
 }
 
 impl Default for StoreConfig {
@@ -64,7 +59,6 @@ impl Default for StoreConfig {
             rng_seed: 0,
             lease_read: false,
             lease_margin_ticks: 2,
-            canary_early_acks: false,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! why leases are off by default (`StoreConfig::lease_read`).
 
 use crate::config::StoreConfig;
+use minikv_hooks::{Canary, canary};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Lease {
@@ -33,6 +34,9 @@ pub(crate) struct Lease {
 
 impl Lease {
     fn duration_ticks(cfg: &StoreConfig) -> u64 {
+        if canary(Canary::LeaseNoDriftMargin) {
+            return cfg.election_tick as u64;
+        }
         (cfg.election_tick as u64).saturating_sub(cfg.lease_margin_ticks)
     }
 
@@ -62,7 +66,10 @@ impl Lease {
     /// Whether a read at `now_tick` in `term` may be served locally. Only the first half of a
     /// lease is used, so that reads keep confirming (renewing) it before it runs out.
     pub fn serves(&self, cfg: &StoreConfig, term: u64, now_tick: u64) -> bool {
-        let half = Self::duration_ticks(cfg) / 2;
+        // The canary serves to the very end: up to the earliest election by a clock that runs
+        // exactly as fast as ours.
+        let half =
+            if canary(Canary::LeaseNoDriftMargin) { 0 } else { Self::duration_ticks(cfg) / 2 };
         self.until.is_some_and(|(t, end)| t == term && now_tick + half < end)
     }
 }

@@ -2,6 +2,7 @@
 //! (log GC, snapshot timeouts), serving reads, and answering proposals once their entries
 //! apply (applying itself is `apply.rs`; a proposal's fate, `proposal.rs`).
 
+use minikv_hooks::{Canary, Point, Probe, buggify, canary, probe};
 use std::collections::{BTreeMap, VecDeque};
 
 use minikv_engine::{Engine, WriteBatch};
@@ -221,6 +222,9 @@ impl Peer {
             applied
         } else if replicated.min(applied) >= truncated + cfg.raft_log_gc_threshold_entries {
             replicated.min(applied)
+        } else if buggify(Point::StoreForceLogGc) {
+            // A lagging follower then needs a snapshot.
+            applied
         } else {
             return;
         };
@@ -300,10 +304,10 @@ impl Peer {
         }
         if cmd.is_read_only() {
             let (issued_tick, term) = (self.ticks, self.term());
-            let read_index = if cfg.lease_read
+            let from_lease = cfg.lease_read
                 && self.raw.raft.lead_transferee.is_none()
-                && self.lease.serves(cfg, term, self.ticks)
-            {
+                && self.lease.serves(cfg, term, self.ticks);
+            let read_index = if from_lease || canary(Canary::ReadWithoutQuorum) {
                 // No other leader can have committed anything: our commit index is current.
                 self.lease_reads += 1;
                 Some(self.raw.raft.raft_log.committed)
@@ -324,7 +328,7 @@ impl Peer {
         let blind_write =
             cmd.requests.iter().all(|r| matches!(r, Request::Put { .. } | Request::Delete { .. }));
         match cmd.admin.clone() {
-            None if cfg.canary_early_acks && blind_write => {
+            None if canary(Canary::EarlyAcks) && blind_write => {
                 // The planted bug: acknowledged before it is committed.
                 self.propose_entry(&cmd, None)?;
                 let responses = cmd
@@ -542,6 +546,7 @@ impl Peer {
     /// Ticks were missed (the node was paused or starved): the lease ends, and reads issued
     /// before now can no longer renew it.
     pub fn fence_lease(&mut self) {
+        probe(Probe::StoreLeaseFenced);
         self.lease.fence(self.ticks);
     }
 

@@ -7,6 +7,7 @@
 //! write. Snapshots are generated from an engine snapshot (the region's data and its apply
 //! state from one consistent view) and installed by one batch.
 
+use minikv_hooks::{Canary, Point, Probe, buggify, canary, probe};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -334,6 +335,7 @@ impl PeerStorage {
         let end = keys::raft_log_key(self.region_id, compact_index + 1);
         batch.delete_range(Cf::Raft, &start, Some(&end));
         self.apply_state.truncated_state = RaftTruncatedState { index: compact_index, term };
+        probe(Probe::StoreLogCompacted);
         true
     }
 
@@ -381,7 +383,10 @@ impl PeerStorage {
         let region = region_state.region;
         let mut cfs = Vec::with_capacity(DATA_CFS.len());
         for (cf, name) in DATA_CFS {
-            let kvs = snap.scan(cf, &region.start_key, end_bound(&region), usize::MAX)?;
+            let mut kvs = snap.scan(cf, &region.start_key, end_bound(&region), usize::MAX)?;
+            if canary(Canary::SnapshotDropsKey) {
+                kvs.pop();
+            }
             cfs.push(SnapshotCfData { cf: name, kvs });
         }
         snap.close();
@@ -461,6 +466,9 @@ impl Storage for PeerStorage {
 
     fn snapshot(&self, _request_index: u64) -> minikv_raft::Result<Snapshot> {
         // An engine failure here is transient from Raft's point of view: it asks again.
+        if buggify(Point::StoreSnapshotUnavailable) {
+            return Err(RaftError::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
         let snapshot = self
             .generate_snapshot()
             .map_err(|_| RaftError::Store(StorageError::SnapshotTemporarilyUnavailable))?;
@@ -556,6 +564,7 @@ impl Storage for PeerStorage {
             self.peer_id
         );
         self.put_raft_state()?;
+        probe(Probe::StoreSnapshotApplied);
         self.write_apply_state_pending().map_err(store_err)
     }
 }

@@ -26,9 +26,6 @@ pub struct NodeConfig {
     /// simulated time, so one task caps a tag at 1000 messages per simulated second and the
     /// rest queue up; several tasks receive in parallel.
     pub receive_tasks_per_tag: usize,
-    /// A planted crash for canaries: the node panics when it takes its this-many-th client
-    /// command (counted from its start), as a store bug would.
-    pub canary_panic_at_request: Option<u64>,
     pub store: StoreConfig,
 }
 
@@ -49,7 +46,6 @@ impl NodeConfig {
             ready_batch_window_ms: 1,
             max_pending_requests: 4096,
             receive_tasks_per_tag: 32,
-            canary_panic_at_request: None,
             store,
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use madsim::time::Instant;
 use minikv_engine::Engine;
+use minikv_hooks::{Canary, canary};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, RaftMessageBatch, TAG_KV_REQUEST,
@@ -28,6 +29,9 @@ use crate::config::NodeConfig;
 use crate::convert::{Expect, to_command, to_response};
 use crate::error::{Error, Result};
 use crate::probe::NodeProbe;
+
+/// The client command a store panics on under the `store-panic` canary.
+const STORE_PANIC_CANARY_REQUEST: u64 = 50;
 
 /// What the receiver tasks hand to the loop.
 #[derive(Debug)]
@@ -265,7 +269,7 @@ impl Node {
         }
         let token = ReqToken(self.next_token);
         self.next_token += 1;
-        if self.config.canary_panic_at_request == Some(token.0) {
+        if token.0 == STORE_PANIC_CANARY_REQUEST && canary(Canary::StorePanic) {
             panic!(
                 "canary: store {} panics on its client command {}",
                 self.config.store_id, token.0

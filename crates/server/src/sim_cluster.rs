@@ -33,8 +33,6 @@ pub struct SimClusterConfig {
     /// See `NodeConfig::ready_batch_window_ms`.
     pub ready_batch_window_ms: u64,
     pub max_pending_requests: usize,
-    /// See `NodeConfig::canary_panic_at_request`.
-    pub canary_panic_at_request: Option<u64>,
     pub store: StoreConfig,
     /// Seeds the simulated disks (each store derives its own).
     pub disk_seed: u64,
@@ -49,7 +47,6 @@ impl SimClusterConfig {
             tick_interval_ms: 10,
             ready_batch_window_ms: 1,
             max_pending_requests: 4096,
-            canary_panic_at_request: None,
             store: StoreConfig {
                 snapshot_chunk_size_bytes: 256 << 10,
                 max_size_per_msg_bytes: 256 << 10,
@@ -134,7 +131,6 @@ impl SimCluster {
             node_config.tick_interval_ms = config.tick_interval_ms;
             node_config.ready_batch_window_ms = config.ready_batch_window_ms;
             node_config.max_pending_requests = config.max_pending_requests;
-            node_config.canary_panic_at_request = config.canary_panic_at_request;
             let booted = Arc::new(AtomicBool::new(false));
             let failed = Arc::new(AtomicBool::new(false));
             let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());

@@ -9,8 +9,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use minikv_hooks::Canary;
 
 use crate::bench::{BENCH_SEEDS_DEFAULT, bench_scenario, last_line};
+use crate::canaries;
+use crate::scenario::{CanaryName, parse_canary};
 use crate::seeds::SeedFile;
 use crate::sweep::{SeedRange, Shard, SweepOptions, plan, run_guarded_output, sweep as run_sweep};
 use crate::{Report, RunOptions, RunOutput, Scenario, TraceLevel, scenario};
@@ -46,6 +49,29 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Simulated/wall ratio and seeds per core-hour of every standard scenario.
     Bench(BenchArgs),
+    /// The canary suite: the standard sweep with each planted bug on; the detection rate.
+    Canaries(CanariesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CanariesArgs {
+    /// Seeds per scenario (0..N) each canary may take to be caught.
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
+    /// Hold each canary to its budget in sim/harness/canaries.toml instead of --seeds, and
+    /// require the catching scenario and seed to pass without it (what CI runs).
+    #[arg(long, conflicts_with = "seeds")]
+    pub budgets: bool,
+    /// Only this canary (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = parse_canary)]
+    pub canary: Vec<Canary>,
+    /// Threads, each hunting one canary at a time (default: available parallelism).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// List the canaries and what each plants, and exit.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +96,9 @@ pub struct RunArgs {
     /// Run twice with debug tracing; print the first differing trace line; exit 1 if any.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Switch on a planted bug (`minikv-sim canaries --list` names them).
+    #[arg(long, value_name = "NAME", value_parser = parse_canary)]
+    pub canary: Option<Canary>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +138,9 @@ pub struct SweepArgs {
     /// runs; a difference is the verdict `nondeterministic`. 0: only the failing seeds.
     #[arg(long, value_name = "N", default_value_t = RECHECK_EVERY_DEFAULT)]
     pub recheck_every: u64,
+    /// Switch on a planted bug in every run.
+    #[arg(long, value_name = "NAME", value_parser = parse_canary)]
+    pub canary: Option<Canary>,
 }
 
 /// A sweep re-runs one seed in this many (2% more runs) to check determinism.
@@ -156,6 +188,7 @@ where
         Command::Replay(a) => replay_cmd(a, &dir, run, out),
         Command::Sweep(a) => sweep_cmd(a, &dir, run, out, err),
         Command::Bench(a) => bench_cmd(a, &dir, run, out),
+        Command::Canaries(a) => canaries_cmd(a, &dir, run, out, err),
     };
     match outcome {
         Ok(code) => code,
@@ -167,7 +200,7 @@ where
 }
 
 fn run_cmd(a: &RunArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> Outcome {
-    let scenario = load_scenario(&a.scenario, dir)?;
+    let scenario = with_canary(load_scenario(&a.scenario, dir)?, a.canary);
     // Open the output files first: a bad path is reported before a long run, not after.
     let history = a.history.as_deref().map(create).transpose()?;
     let trace = a.trace.as_deref().map(create).transpose()?;
@@ -264,7 +297,7 @@ fn sweep_cmd(
     };
     let scenarios = names
         .into_iter()
-        .map(|name| load_scenario(&name, dir).map(|s| (name, s)))
+        .map(|name| load_scenario(&name, dir).map(|s| (name, with_canary(s, a.canary))))
         .collect::<Result<Vec<_>, _>>()?;
     let seeds = a.shard.seeds(a.seeds);
     let runs = plan(&scenarios, &seeds);
@@ -291,8 +324,63 @@ fn sweep_cmd(
     let options_info = RunOptions::default();
     let once = |s: &Scenario, seed| run(s, seed, &options_info);
     let summary = run_sweep(&runs, &options, &once, out, err)?;
+    say(err, &summary.coverage())?;
     say(err, &summary.line())?;
     Ok(if summary.all_pass() { EXIT_PASS } else { EXIT_FAIL })
+}
+
+fn canaries_cmd(
+    a: &CanariesArgs,
+    dir: &Path,
+    run: RunFn<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Outcome {
+    if a.list {
+        for c in Canary::ALL {
+            say(out, &format!("{}: {}", c.name(), c.doc().trim()))?;
+        }
+        return Ok(EXIT_PASS);
+    }
+    let budgets =
+        if a.budgets { Some(canaries::Budgets::load(&canaries::budgets_path())?) } else { None };
+    let names = scenario::list(dir).map_err(|e| e.to_string())?;
+    if names.is_empty() {
+        return Err(format!("canaries: no scenario files in {}", dir.display()));
+    }
+    let scenarios = names
+        .into_iter()
+        .map(|name| load_scenario(&name, dir).map(|s| (name, s)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let chosen: Vec<Canary> =
+        if a.canary.is_empty() { Canary::ALL.to_vec() } else { a.canary.clone() };
+    let seeds_of = |c: Canary| budgets.as_ref().map_or(a.seeds, |b| b.0[&c]);
+    let jobs = a.jobs.map_or_else(available_parallelism, |j| usize::try_from(j).unwrap_or(1));
+    say(
+        err,
+        &format!(
+            "canaries: {} canaries x {} scenarios, {} on {jobs} threads",
+            chosen.len(),
+            scenarios.len(),
+            if a.budgets {
+                "each within its budget".to_string()
+            } else {
+                format!("seeds 0..{}", a.seeds)
+            }
+        ),
+    )?;
+    let options = RunOptions::default();
+    let once = |s: &Scenario, seed| run(s, seed, &options);
+    // Progress as each hunt ends (stderr is shared by the hunting threads).
+    let on_done = |h: &canaries::Hunt| eprintln!("{}", h.line());
+    let hunts =
+        canaries::hunt_all(&chosen, &scenarios, &seeds_of, a.budgets, jobs, &once, &on_done);
+    for h in &hunts {
+        say(out, &h.line())?;
+    }
+    let seeds = if a.budgets { "their budgeted".to_string() } else { a.seeds.to_string() };
+    say(out, &canaries::rate_line(&hunts, &seeds))?;
+    Ok(if hunts.iter().all(canaries::Hunt::ok) { EXIT_PASS } else { EXIT_FAIL })
 }
 
 fn bench_cmd(a: &BenchArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> Outcome {
@@ -311,6 +399,14 @@ fn bench_cmd(a: &BenchArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> 
     }
     say(out, &last_line(&lines))?;
     Ok(EXIT_PASS)
+}
+
+/// `scenario` with `canary` switched on (when given).
+pub fn with_canary(mut scenario: Scenario, canary: Option<Canary>) -> Scenario {
+    if let Some(c) = canary {
+        scenario.cluster.canary = Some(CanaryName(c));
+    }
+    scenario
 }
 
 fn load_scenario(name_or_path: &str, dir: &Path) -> Result<Scenario, String> {

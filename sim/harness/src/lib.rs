@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod canaries;
 pub mod cli;
 pub mod determinism;
 pub mod memory;

@@ -77,6 +77,15 @@ pub struct Report {
     /// Why the verdict is not `pass` (the first failing check, the liveness miss or the panic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The planted bugs switched on (canary runs only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<String>,
+    /// The BUGGIFY points enabled for the run, with how often each fired.
+    #[serde(default)]
+    pub buggify: BTreeMap<String, u64>,
+    /// The code probes hit, with how often.
+    #[serde(default)]
+    pub probes: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -101,6 +110,17 @@ impl Report {
         if !self.faults.is_empty() {
             let f: Vec<String> = self.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
             s.push_str(&format!("faults: {}\n", f.join(", ")));
+        }
+        if !self.canaries.is_empty() {
+            s.push_str(&format!("canary (planted bug): {}\n", self.canaries.join(", ")));
+        }
+        if !self.buggify.is_empty() {
+            let f: Vec<String> = self.buggify.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!("buggify (enabled points, times fired): {}\n", f.join(", ")));
+        }
+        if !self.probes.is_empty() {
+            let f: Vec<String> = self.probes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!("probes hit: {}\n", f.join(", ")));
         }
         if !self.swarm.is_empty() {
             let f: Vec<String> = self.swarm.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -142,11 +162,14 @@ mod tests {
             trace_hash: "00000000000000ff".into(),
             swarm: BTreeMap::new(),
             message: None,
+            canaries: Vec::new(),
+            buggify: BTreeMap::from([("raft-split-append".to_string(), 2)]),
+            probes: BTreeMap::from([("store-log-compacted".to_string(), 1)]),
         };
         let json = r.to_json();
         assert_eq!(
             json,
-            r#"{"scenario":"partitions","seed":7,"verdict":"liveness","sim_ms":1200,"wall_ms":40,"ops":{"invoked":10,"ok":7,"fail":2,"info":1},"faults":{"partition":4},"checks":{"linearizable":{"valid":true,"ms":3}},"trace_hash":"00000000000000ff","swarm":{}}"#
+            r#"{"scenario":"partitions","seed":7,"verdict":"liveness","sim_ms":1200,"wall_ms":40,"ops":{"invoked":10,"ok":7,"fail":2,"info":1},"faults":{"partition":4},"checks":{"linearizable":{"valid":true,"ms":3}},"trace_hash":"00000000000000ff","swarm":{},"buggify":{"raft-split-append":2},"probes":{"store-log-compacted":1}}"#
         );
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);

@@ -12,6 +12,7 @@ use madsim::runtime::Runtime;
 use madsim::time::Instant;
 use minikv_checker::lin::{LinConfig, check_with};
 use minikv_checker::report::Validity;
+use minikv_hooks::{Canary, Session, SessionConfig};
 use minikv_proto::metapb::StoreId;
 use minikv_server::ProbeState;
 use minikv_server::sim_cluster::{FIRST_REGION_ID, SimCluster, SimClusterConfig};
@@ -20,7 +21,7 @@ use crate::history::Recorder;
 use crate::memory;
 use crate::nemesis::{self, Links, Stats, World};
 use crate::report::{CheckResult, Report, Verdict};
-use crate::scenario::{Canary, Scenario};
+use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::workload::{self, Env, Workload};
 use crate::{RunOptions, RunOutput};
@@ -28,9 +29,6 @@ use crate::{RunOptions, RunOutput};
 /// Simulated time allowed beyond the phases and three liveness bounds before the run is
 /// declared hung.
 const HANG_MARGIN_MS: u64 = 60_000;
-
-/// The client command a store panics on under the `store-panic` canary.
-const STORE_PANIC_CANARY_REQUEST: u64 = 50;
 
 /// What the simulation itself concluded (the history checks come after).
 #[derive(Debug, Default)]
@@ -53,6 +51,14 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
     config.net.send_latency =
         Duration::from_millis(latency.min)..Duration::from_millis(latency.max + 1);
     let mut runtime = Runtime::with_seed_and_config(seed, config);
+    // madsim runs the whole simulation on this thread: the store's hooks read this session.
+    let canaries: Vec<Canary> = c.canary.map(|n| n.0).into_iter().collect();
+    let hooks = Session::start(&SessionConfig {
+        seed,
+        canaries,
+        buggify_enable_ppm: u32::try_from(*c.buggify_enable_ppm.get_ref()).unwrap_or(u32::MAX),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let limit_ms =
         scenario.duration_ms() + 3 * scenario.check.liveness_ms.get_ref() + HANG_MARGIN_MS;
     runtime.set_time_limit(Duration::from_millis(limit_ms));
@@ -79,6 +85,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
         release_after_panic(&mut runtime, &world_slot);
     }
     drop(runtime);
+    let tally = hooks.finish();
     let history_text = history.text();
     let mut checks = BTreeMap::new();
     let (mut verdict, mut message) = (Verdict::Pass, None);
@@ -132,6 +139,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
         trace_hash: trace.hash(),
         swarm: stats.swarm,
         message,
+        canaries: tally.canaries.iter().map(|c| c.to_string()).collect(),
+        buggify: tally.buggify.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        probes: tally.probes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
     };
     RunOutput { report, history: history_text, trace: trace.text() }
 }
@@ -195,10 +205,6 @@ fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
     config.store.snapshot_chunk_size_bytes = *c.snapshot_chunk_bytes.get_ref() as usize;
     config.store.lease_read = c.lease_read;
     config.store.lease_margin_ticks = c.lease_margin_ticks;
-    config.store.canary_early_acks = c.canary == Some(Canary::EarlyAcks);
-    if c.canary == Some(Canary::StorePanic) {
-        config.canary_panic_at_request = Some(STORE_PANIC_CANARY_REQUEST);
-    }
     config
 }
 

@@ -7,6 +7,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use minikv_hooks::Canary;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -88,18 +89,36 @@ pub struct ClusterSpec {
     /// beyond the margin.
     pub lease_read: bool,
     pub lease_margin_ticks: u64,
-    /// Plants a bug in the store, for canary scenarios that prove the checks catch it:
-    /// `"early-acks"` (a leader acknowledges writes before they commit), `"store-panic"` (a
-    /// store panics on its 50th client command: most runs crash).
-    pub canary: Option<Canary>,
+    /// Plants a bug in the store, for canary scenarios that prove the checks catch it: a
+    /// name from `minikv_hooks::Canary` (`cargo xtask canaries` lists them).
+    pub canary: Option<CanaryName>,
+    /// BUGGIFY: the chance, in parts per million, that each BUGGIFY point in the store is
+    /// enabled for a run (an enabled point then fires with its own probability). 0: off.
+    pub buggify_enable_ppm: Spanned<u64>,
 }
 
-/// The bugs a canary scenario can plant.
+/// Default chance that a BUGGIFY point is enabled for a run (FoundationDB's is a quarter).
+pub const BUGGIFY_ENABLE_PPM_DEFAULT: u64 = 250_000;
+
+/// A canary named in a scenario file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Canary {
-    EarlyAcks,
-    StorePanic,
+#[serde(try_from = "String")]
+pub struct CanaryName(pub Canary);
+
+impl TryFrom<String> for CanaryName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        parse_canary(&name).map(CanaryName)
+    }
+}
+
+/// The canary named `name`, or an error that lists the known ones.
+pub fn parse_canary(name: &str) -> Result<Canary, String> {
+    Canary::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = Canary::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown canary `{name}` (known: {})", known.join(", "))
+    })
 }
 
 impl Default for ClusterSpec {
@@ -119,6 +138,7 @@ impl Default for ClusterSpec {
             lease_read: false,
             lease_margin_ticks: 2,
             canary: None,
+            buggify_enable_ppm: Spanned::new(0..0, BUGGIFY_ENABLE_PPM_DEFAULT),
         }
     }
 }
@@ -246,6 +266,8 @@ pub enum PartitionShape {
     Halves,
     /// One node alone.
     Isolate,
+    /// The current leader alone (its clients still reach it): a targeted partition.
+    IsolateLeader,
     /// Two halves joined through one node that sees both.
     Bridge,
     /// Nodes on a ring, each seeing only its neighbours: every node sees a majority, no two
@@ -254,9 +276,10 @@ pub enum PartitionShape {
 }
 
 impl PartitionShape {
-    pub const ALL: [PartitionShape; 4] = [
+    pub const ALL: [PartitionShape; 5] = [
         PartitionShape::Halves,
         PartitionShape::Isolate,
+        PartitionShape::IsolateLeader,
         PartitionShape::Bridge,
         PartitionShape::MajoritiesRing,
     ];
@@ -265,6 +288,7 @@ impl PartitionShape {
         match self {
             PartitionShape::Halves => "halves",
             PartitionShape::Isolate => "isolate",
+            PartitionShape::IsolateLeader => "isolate-leader",
             PartitionShape::Bridge => "bridge",
             PartitionShape::MajoritiesRing => "majorities-ring",
         }
@@ -442,6 +466,7 @@ impl Scenario {
         within(&c.log_gc_count_limit, "cluster.log_gc_count_limit", 1, u64::MAX)?;
         within(&c.log_gc_tick_ticks, "cluster.log_gc_tick_ticks", 1, u64::MAX)?;
         within(&c.snapshot_chunk_bytes, "cluster.snapshot_chunk_bytes", 1 << 10, 64 << 20)?;
+        within(&c.buggify_enable_ppm, "cluster.buggify_enable_ppm", 0, 1_000_000)?;
         within(&self.check.liveness_ms, "check.liveness_ms", 100, 600_000)?;
         if let Some(m) = &self.check.raft_log_entries_max {
             within(m, "check.raft_log_entries_max", 1, u64::MAX)?;

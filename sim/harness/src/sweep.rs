@@ -6,6 +6,7 @@
 //! plain build with fake runners; `minikv-sim sweep` passes the real `runner::run`. Wall-clock
 //! time is read here (the seeds/s figure) on host threads, never inside a simulation.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
@@ -17,6 +18,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use minikv_hooks::Probe;
 
 use crate::seeds::{SeedFile, one_line};
 use crate::{OpCounts, Report, RunOutput, Scenario, Verdict};
@@ -158,7 +160,7 @@ impl SweepOptions {
 }
 
 /// Verdict counts and speed of a sweep.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SweepSummary {
     pub runs: u64,
     pub pass: u64,
@@ -169,12 +171,24 @@ pub struct SweepSummary {
     /// Runs that were run twice and compared.
     pub rechecked: u64,
     pub wall_secs: f64,
+    /// Each code probe hit: total hits and the runs that hit it.
+    pub probes: BTreeMap<String, (u64, u64)>,
+    /// Each BUGGIFY point: total firings and the runs that enabled it.
+    pub buggify: BTreeMap<String, (u64, u64)>,
 }
 
 impl SweepSummary {
-    fn count(&mut self, verdict: Verdict) {
+    fn count(&mut self, report: &Report) {
+        for (name, hits) in &report.probes {
+            let e = self.probes.entry(name.clone()).or_default();
+            *e = (e.0 + hits, e.1 + 1);
+        }
+        for (name, fired) in &report.buggify {
+            let e = self.buggify.entry(name.clone()).or_default();
+            *e = (e.0 + fired, e.1 + 1);
+        }
         self.runs += 1;
-        match verdict {
+        match report.verdict {
             Verdict::Pass => self.pass += 1,
             Verdict::Fail => self.fail += 1,
             Verdict::Liveness => self.liveness += 1,
@@ -185,6 +199,33 @@ impl SweepSummary {
 
     pub fn all_pass(&self) -> bool {
         self.pass == self.runs
+    }
+
+    /// What the sweep reached: every probe with its hits and runs, the probes that never
+    /// fired (the rare paths this sweep did not test), and how often each BUGGIFY point fired.
+    pub fn coverage(&self) -> String {
+        let hit: Vec<String> = self
+            .probes
+            .iter()
+            .map(|(name, (hits, runs))| format!("{name} {hits} in {runs} runs"))
+            .collect();
+        let never: Vec<&str> = Probe::ALL
+            .iter()
+            .map(|p| p.name())
+            .filter(|name| !self.probes.contains_key(*name))
+            .collect();
+        let fired: Vec<String> = self
+            .buggify
+            .iter()
+            .map(|(name, (fired, runs))| format!("{name} {fired} in {runs} runs"))
+            .collect();
+        let none = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let never = if never.is_empty() { "none".to_string() } else { never.join(", ") };
+        format!(
+            "probes hit: {}\nprobes never hit: {never}\nbuggify fired: {}",
+            none(&hit),
+            none(&fired)
+        )
     }
 
     /// The sweep's last line.
@@ -224,6 +265,9 @@ pub fn crash_report(scenario: &Scenario, seed: u64, message: &str, wall_ms: u64)
         trace_hash: String::new(),
         swarm: Default::default(),
         message: Some(format!("runner panicked: {message}")),
+        canaries: Vec::new(),
+        buggify: Default::default(),
+        probes: Default::default(),
     }
 }
 
@@ -314,7 +358,7 @@ where
         }
         drop(tx);
         for (i, report, rechecked) in rx {
-            summary.count(report.verdict);
+            summary.count(&report);
             summary.rechecked += u64::from(rechecked);
             let json = report.to_json();
             bar.suspend(|| -> Result<(), String> {
@@ -392,6 +436,11 @@ fn note_failure(
         report.verdict.name(),
         one_line(why),
         replay_command(run.scenario_arg, run.seed)
+            + &run
+                .scenario
+                .cluster
+                .canary
+                .map_or(String::new(), |c| format!(" --canary {}", c.0.name()))
     )
     .map_err(stderr)?;
     let Some(dir) = &options.save_failures else { return Ok(()) };

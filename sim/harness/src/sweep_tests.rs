@@ -31,6 +31,14 @@ pub(crate) fn fake_output(scenario: &Scenario, seed: u64, verdict: Verdict) -> R
         trace_hash: format!("{seed:016x}"),
         swarm: Default::default(),
         message: (verdict != Verdict::Pass).then(|| format!("seed {seed} broke\nsecond line")),
+        canaries: Vec::new(),
+        buggify: [("raft-split-append".to_string(), seed)].into(),
+        // Every third seed takes the rare path, twice.
+        probes: if seed.is_multiple_of(3) {
+            [("store-log-compacted".to_string(), 2)].into()
+        } else {
+            Default::default()
+        },
     };
     RunOutput { report, history: String::new(), trace: format!("0 s1 seed {seed}\n") }
 }
@@ -284,4 +292,29 @@ fn every_failing_seed_is_run_again() {
     // recheck_every is 0: only the failing seeds 2 and 3 run twice; 2 ran differently.
     assert_eq!(summary.rechecked, 2);
     assert_eq!((summary.pass, summary.fail, summary.nondeterministic), (1, 1, 1));
+}
+
+#[test]
+fn a_sweep_reports_probe_hits_and_the_probes_never_hit() {
+    let scenarios = vec![("basic".to_string(), scenario("basic"))];
+    let seeds: Vec<u64> = (0..7).collect();
+    let runs = plan(&scenarios, &seeds);
+    let run = |s: &Scenario, seed| fake_output(s, seed, Verdict::Pass);
+    let options = SweepOptions {
+        jobs: 2,
+        out: None,
+        save_failures: None,
+        commit: "abc".into(),
+        recheck_every: 0,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let summary = sweep(&runs, &options, &run, &mut out, &mut err).unwrap();
+    // Seeds 0, 3 and 6 hit the probe twice each.
+    assert_eq!(summary.probes["store-log-compacted"], (6, 3));
+    assert_eq!(summary.buggify["raft-split-append"], (21, 7));
+    let coverage = summary.coverage();
+    assert!(coverage.contains("probes hit: store-log-compacted 6 in 3 runs"), "{coverage}");
+    let never = coverage.lines().find(|l| l.starts_with("probes never hit:")).unwrap();
+    assert!(never.contains("raft-log-conflict-truncated"), "{coverage}");
+    assert!(!never.contains("store-log-compacted"), "{coverage}");
 }

@@ -142,6 +142,8 @@ fn raft_log_check_fails_when_the_log_is_never_compacted() {
     let mut s = load("log-gc");
     s.cluster.log_gc_count_limit = Spanned::new(0..0, 1_000_000);
     s.cluster.log_gc_threshold_entries = 1_000_000;
+    // BUGGIFY's forced log GC would compact anyway.
+    s.cluster.buggify_enable_ppm = Spanned::new(0..0, 0);
     s.phases[0].duration_ms = Spanned::new(0..0, 1_000);
     let report = runner::run(&s, 14, &RunOptions::default()).report;
     assert_eq!(report.verdict, Verdict::Fail, "{}", report.summary());

@@ -55,6 +55,7 @@ fn across(a: &[StoreId], b: &[StoreId]) -> BTreeSet<(StoreId, StoreId)> {
 }
 
 /// The links a shape cuts, over stores in the (random) order given, and its description.
+/// `IsolateLeader` isolates the first store: the caller puts the leader first.
 pub fn shape_links(
     shape: PartitionShape,
     ids: &[StoreId],
@@ -65,9 +66,10 @@ pub fn shape_links(
             let (a, b) = ids.split_at(n / 2);
             (across(a, b), format!("halves {a:?} | {b:?}"))
         }
-        PartitionShape::Isolate => {
+        PartitionShape::Isolate | PartitionShape::IsolateLeader => {
             let (a, b) = ids.split_at(1.min(n));
-            (across(a, b), format!("isolate {a:?} | {b:?}"))
+            let what = if shape == PartitionShape::Isolate { "isolate" } else { "isolate-leader" };
+            (across(a, b), format!("{what} {a:?} | {b:?}"))
         }
         PartitionShape::Bridge => {
             if n < 3 {
@@ -100,12 +102,18 @@ pub async fn partition(mut ctx: Ctx, spec: PartitionSpec) {
     let every = ctx.between(&spec.every_ms, "every_ms", 50, 400);
     let shapes = spec.shapes.clone().unwrap_or_else(|| PartitionShape::ALL.to_vec());
     while !ctx.over() {
-        let ids = ctx.shuffled_stores();
+        let mut ids = ctx.shuffled_stores();
         // One round in four leaves the network whole.
         let (cut, what) = if ctx.below(4) == 0 {
             (BTreeSet::new(), "heal".to_string())
         } else {
             let shape = shapes[ctx.below(shapes.len() as u64) as usize];
+            if shape == PartitionShape::IsolateLeader
+                && let Some(leader) = ctx.world.cluster().leader()
+                && let Some(at) = ids.iter().position(|id| *id == leader)
+            {
+                ids.swap(0, at);
+            }
             shape_links(shape, &ids)
         };
         {
