@@ -7,10 +7,14 @@
 //! [`Session`] per run on the run's thread (madsim runs a whole simulation on one thread);
 //! the hooks read and write that thread's session, so parallel sweeps never share one.
 
+mod message;
 mod registry;
 mod session;
 
-pub use session::{Session, SessionConfig, SessionError, Tally, probe_hits};
+pub use message::{MESSAGE_KINDS, MessageAction, MessageFault, MessageRule};
+pub use session::{
+    Session, SessionConfig, SessionError, Tally, probe_hits, set_message_rule, strike_at,
+};
 
 registry! {
     /// A planted bug. Each exists only in simulation builds; `cargo xtask canaries` measures
@@ -60,6 +64,8 @@ registry! {
         RaftElectionTimeoutEarliest = ("raft-election-timeout-earliest", 300_000),
         /// A leader skips one heartbeat round.
         RaftSkipHeartbeat = ("raft-skip-heartbeat", 100_000),
+        /// A leader probing a follower starts a few entries further back than it needs to.
+        RaftProbeFromEarlier = ("raft-probe-from-earlier", 300_000),
         /// A leader sends at most one Append in flight to a follower this time (a shrunk window).
         RaftInflightOne = ("raft-inflight-one", 300_000),
         /// A store answers a snapshot request with "temporarily unavailable".
@@ -76,13 +82,19 @@ registry! {
 }
 
 registry! {
-    /// A code probe: a rare path in the store that marks itself when taken.
+    /// A code probe: a rare path in the store that marks itself when taken, or a moment of its
+    /// write path the simulator can strike at (`faults.strike`).
     pub enum Probe {
+        /// A node granted its vote to a candidate (the vote is to be made durable).
+        RaftVoteGranted = ("raft-vote-granted", 0),
+        /// A node became leader and appended its no-op entry, which has not left yet.
+        RaftBecameLeader = ("raft-became-leader", 0),
         /// A follower found a conflicting entry and truncated its log suffix.
         RaftLogConflictTruncated = ("raft-log-conflict-truncated", 0),
         /// A leader stepped down because it could not hear from a quorum (check quorum).
         RaftCheckQuorumStepDown = ("raft-check-quorum-step-down", 0),
-        /// A leader's commit index could not advance: the quorum index is of an earlier term.
+        /// A quorum holds an uncommitted entry of an earlier term: Raft's leader must not commit
+        /// it by counting (Figure 8), only with an entry of its own term.
         RaftCommitWaitsForOwnTerm = ("raft-commit-waits-for-own-term", 0),
         /// A node refused its vote to a candidate because it had voted for another in the term.
         RaftVoteRefusedAlreadyVoted = ("raft-vote-refused-already-voted", 0),
@@ -133,4 +145,20 @@ pub fn probe(p: Probe) {
     session::probe_hit(p);
     #[cfg(not(any(madsim, debug_assertions)))]
     let _ = p;
+}
+
+/// What to do with a Raft message of `kind` (a [`MESSAGE_KINDS`] name) that store `from_store`
+/// sends to `to_store` for `region`, under the message rule the simulator set. Always
+/// [`MessageFault::Deliver`] off the simulator.
+#[inline(always)]
+pub fn message_fault(from_store: u64, to_store: u64, region: u64, kind: &str) -> MessageFault {
+    #[cfg(madsim)]
+    {
+        session::message_fault(from_store, to_store, region, kind)
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = (from_store, to_store, region, kind);
+        MessageFault::Deliver
+    }
 }

@@ -4,10 +4,12 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use crate::message::{MessageFault, MessageRule, judge};
 use crate::{Canary, Point, Probe};
 
 /// What a run switches on.
@@ -65,13 +67,34 @@ struct PointState {
     fired: u64,
 }
 
-#[derive(Debug, Default)]
+/// What the simulator does when a store hits a probe it strikes at.
+type Strike = Rc<dyn Fn(Probe)>;
+
+#[derive(Default)]
 struct State {
     open: bool,
+    /// The message rule in force, and the stream its verdicts draw from.
+    message_rule: Option<(MessageRule, ChaCha8Rng)>,
+    /// The seed of the open session (message rules draw their streams from it).
+    seed: u64,
+    /// How many rules were set, so each draws its own stream.
+    rules_set: u64,
+    /// Probes the simulator strikes at (bit `i`: `Probe::ALL[i]`), and what it does then.
+    strike: Option<(u64, Strike)>,
     /// Bit `i`: `Canary::ALL[i]` is on.
     canaries: u64,
     points: Vec<PointState>,
     probes: Vec<u64>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("open", &self.open)
+            .field("canaries", &self.canaries)
+            .field("strike", &self.strike.as_ref().map(|(bits, _)| bits))
+            .finish_non_exhaustive()
+    }
 }
 
 thread_local! {
@@ -110,6 +133,10 @@ impl Session {
                 return Err(SessionError::AlreadyOpen);
             }
             s.open = true;
+            s.seed = config.seed;
+            s.rules_set = 0;
+            s.message_rule = None;
+            s.strike = None;
             s.canaries = config.canaries.iter().fold(0, |bits, c| bits | 1 << c.index());
             s.points = Point::ALL
                 .iter()
@@ -162,6 +189,8 @@ impl Drop for Session {
             s.open = false;
             s.canaries = 0;
             s.points.clear();
+            s.message_rule = None;
+            s.strike = None;
         });
     }
 }
@@ -185,12 +214,56 @@ pub(crate) fn buggify_fires(p: Point) -> bool {
 
 #[cfg_attr(not(any(madsim, debug_assertions)), allow(dead_code))]
 pub(crate) fn probe_hit(p: Probe) {
-    STATE.with_borrow_mut(|s| {
+    let strike = STATE.with_borrow_mut(|s| {
         if s.probes.len() < Probe::ALL.len() {
             s.probes.resize(Probe::ALL.len(), 0);
         }
         s.probes[p.index()] += 1;
+        s.strike.as_ref().filter(|(bits, _)| bits & (1 << p.index()) != 0).map(|(_, f)| f.clone())
     });
+    // Called with the session released: the callback may set message rules or strikes.
+    if let Some(f) = strike {
+        f(p);
+    }
+}
+
+/// Makes every hit of a probe in `probes` call `strike` synchronously, inside the store's code
+/// at that point (the simulator cuts or crashes the node there); `None` stops it. A no-op
+/// without a session.
+pub fn strike_at(probes: &[Probe], strike: Option<Strike>) {
+    const _: () = assert!(Probe::ALL.len() <= 64, "probes are a 64-bit set");
+    STATE.with_borrow_mut(|s| {
+        if s.open {
+            let bits = probes.iter().fold(0, |bits, p| bits | 1 << p.index());
+            s.strike = strike.map(|f| (bits, f));
+        }
+    });
+}
+
+/// Sets (or, with `None`, clears) the message rule of the session open on this thread; a no-op
+/// without a session.
+pub fn set_message_rule(rule: Option<MessageRule>) {
+    STATE.with_borrow_mut(|s| {
+        if !s.open {
+            return;
+        }
+        s.rules_set += 1;
+        let rng = stream(s.seed, &format!("message-rule/{}", s.rules_set));
+        s.message_rule = rule.map(|r| (r, rng));
+    });
+}
+
+#[cfg_attr(not(madsim), allow(dead_code))]
+pub(crate) fn message_fault(
+    from_store: u64,
+    to_store: u64,
+    region: u64,
+    kind: &str,
+) -> MessageFault {
+    STATE.with_borrow_mut(|s| match &mut s.message_rule {
+        Some((rule, rng)) => judge(rule, rng, from_store, to_store, region, kind),
+        None => MessageFault::Deliver,
+    })
 }
 
 /// How often probe `p` was hit on this thread (since the session opened, or since the thread
@@ -253,6 +326,26 @@ mod tests {
         crate::probe(Probe::StoreLogCompacted);
         crate::probe(Probe::StoreLogCompacted);
         assert_eq!(s.finish().probes, BTreeMap::from([("store-log-compacted", 2)]));
+    }
+
+    #[test]
+    fn a_strike_runs_at_its_probes_only_and_may_reenter_the_session() {
+        let s = Session::start(&config(1, 0)).unwrap();
+        let hits = Rc::new(std::cell::Cell::new(0));
+        let seen = hits.clone();
+        let strike: Rc<dyn Fn(Probe)> = Rc::new(move |p| {
+            assert_eq!(p, Probe::StoreSnapshotApplied);
+            seen.set(seen.get() + 1);
+            set_message_rule(None); // The session is free while the strike runs.
+        });
+        strike_at(&[Probe::StoreSnapshotApplied], Some(strike));
+        crate::probe(Probe::StoreLogCompacted);
+        crate::probe(Probe::StoreSnapshotApplied);
+        assert_eq!(hits.get(), 1);
+        strike_at(&[], None);
+        crate::probe(Probe::StoreSnapshotApplied);
+        assert_eq!(hits.get(), 1);
+        drop(s);
     }
 
     #[test]

@@ -193,7 +193,11 @@ impl<S: Storage> Raft<S> {
         {
             return false;
         }
-        let next = pr.next_idx;
+        let mut next = pr.next_idx;
+        // Probing from further back than needed: the follower already holds those entries.
+        if pr.state == ProgressState::Probe && buggify(Point::RaftProbeFromEarlier) {
+            next = next.saturating_sub(3).max(pr.matched + 1).max(self.raft_log.first_index());
+        }
         let term = self.raft_log.term(next - 1);
         // A limit of 0 bytes still sends one entry.
         let max_bytes =

@@ -268,11 +268,15 @@ impl<S: Storage> RaftLog<S> {
         if max_index <= self.committed {
             return false;
         }
-        if self.term(max_index).is_ok_and(|t| t == term) || canary(Canary::RaftFigure8) {
+        if self.term(max_index).is_ok_and(|t| t == term) {
             self.commit_to(max_index);
             return true;
         }
         probe(Probe::RaftCommitWaitsForOwnTerm);
+        if canary(Canary::RaftFigure8) {
+            self.commit_to(max_index);
+            return true;
+        }
         false
     }
 

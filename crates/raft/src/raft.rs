@@ -277,6 +277,7 @@ impl<S: Storage> Raft<S> {
         // Raft §8: a no-op entry of the new term lets the leader learn what is committed.
         let noop = Entry { entry_type: EntryType::Normal, ..Default::default() };
         assert!(self.append_entries(vec![noop]), "the leader's no-op entry is never dropped");
+        probe(Probe::RaftBecameLeader);
     }
 
     pub fn tick(&mut self) {
@@ -498,6 +499,7 @@ impl<S: Storage> Raft<S> {
             if !is_pre {
                 self.election_elapsed = 0;
                 self.vote = m.from;
+                probe(Probe::RaftVoteGranted);
             }
         } else {
             if !is_pre && self.vote != INVALID_ID {

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod convert;
 pub mod error;
+mod message_faults;
 pub mod node;
 pub mod probe;
 #[cfg(madsim)]

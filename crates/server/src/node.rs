@@ -28,6 +28,7 @@ use crate::batch;
 use crate::config::NodeConfig;
 use crate::convert::{Expect, to_command, to_response};
 use crate::error::{Error, Result};
+use crate::message_faults;
 use crate::probe::NodeProbe;
 
 /// The client command a store panics on under the `store-panic` canary.
@@ -318,6 +319,15 @@ impl Node {
     }
 
     fn send_raft(&mut self, outbound: Vec<RaftMessage>) {
+        let (outbound, late) = message_faults::apply(self.config.store_id, outbound);
+        for (delay_ms, msg) in late {
+            let store_id = msg.to_peer.store_id;
+            let Some(queue) = self.raft_queue(store_id).cloned() else { continue };
+            drop(madsim::task::spawn(async move {
+                madsim::time::sleep(Duration::from_millis(delay_ms)).await;
+                let _ = queue.send(RaftMessageBatch { messages: vec![msg] });
+            }));
+        }
         let mut by_store: BTreeMap<StoreId, Vec<RaftMessage>> = BTreeMap::new();
         for msg in outbound {
             by_store.entry(msg.to_peer.store_id).or_default().push(msg);
@@ -329,13 +339,7 @@ impl Node {
         });
         for (store_id, (messages, bytes)) in by_store {
             largest_batch_bytes = largest_batch_bytes.max(bytes);
-            let Some(addr) = self.config.stores.get(&store_id).copied() else { continue };
-            let endpoint = &self.endpoint;
-            let queue = self.raft_queues.entry(store_id).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                spawn_sender(endpoint.clone(), addr, TAG_RAFT, rx);
-                tx
-            });
+            let Some(queue) = self.raft_queue(store_id) else { continue };
             // The sender is gone only with the node itself: the message is lost, as it would be.
             let _ = queue.send(RaftMessageBatch { messages });
             batches += 1;
@@ -344,6 +348,22 @@ impl Node {
             p.raft_batches_sent += batches;
             p.largest_raft_batch_bytes = p.largest_raft_batch_bytes.max(largest_batch_bytes);
         });
+    }
+
+    /// The queue of Raft batches bound for `store_id` (its sender task started on first use);
+    /// `None` for a store this node does not know.
+    fn raft_queue(
+        &mut self,
+        store_id: StoreId,
+    ) -> Option<&mpsc::UnboundedSender<RaftMessageBatch>> {
+        let addr = self.config.stores.get(&store_id).copied()?;
+        let endpoint = &self.endpoint;
+        let queue = self.raft_queues.entry(store_id).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            spawn_sender(endpoint.clone(), addr, TAG_RAFT, rx);
+            tx
+        });
+        Some(queue)
     }
 
     fn reply(&mut self, to: SocketAddr, request_id: u64, response: KvResponse) {

@@ -342,6 +342,11 @@ impl SimCluster {
 
     /// The store whose peer leads the first region in the highest term, among up stores.
     pub fn leader(&self) -> Option<StoreId> {
+        self.leader_term().map(|(id, _)| id)
+    }
+
+    /// [`SimCluster::leader`] and its term.
+    pub fn leader_term(&self) -> Option<(StoreId, u64)> {
         self.stores
             .iter()
             .filter(|(_, s)| s.up)
@@ -350,7 +355,6 @@ impl SimCluster {
                 (st.role == minikv_raft::StateRole::Leader).then_some((*id, st.term))
             })
             .max_by_key(|(_, term)| *term)
-            .map(|(id, _)| id)
     }
 
     /// Every `default` column family pair of store `id`'s current engine.

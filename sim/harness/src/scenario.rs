@@ -236,6 +236,9 @@ pub struct FaultsSpec {
     pub clock: Option<ClockSpec>,
     pub disk: Option<DiskSpec>,
     pub membership: Option<MembershipSpec>,
+    pub message: Option<MessageSpec>,
+    pub depose: Option<DeposeSpec>,
+    pub strike: Option<StrikeSpec>,
 }
 
 impl FaultsSpec {
@@ -251,6 +254,9 @@ impl FaultsSpec {
             (self.clock.is_some(), "clock"),
             (self.disk.is_some(), "disk"),
             (self.membership.is_some(), "membership"),
+            (self.message.is_some(), "message"),
+            (self.depose.is_some(), "depose"),
+            (self.strike.is_some(), "strike"),
         ]
         .into_iter()
         .filter_map(|(on, kind)| on.then_some(kind))
@@ -268,6 +274,9 @@ pub enum PartitionShape {
     Isolate,
     /// The current leader alone (its clients still reach it): a targeted partition.
     IsolateLeader,
+    /// The current leader hears everyone but no store hears it (one-way: its messages out are
+    /// lost), so the others elect a new leader while it still believes it leads.
+    MuteLeader,
     /// Two halves joined through one node that sees both.
     Bridge,
     /// Nodes on a ring, each seeing only its neighbours: every node sees a majority, no two
@@ -276,10 +285,11 @@ pub enum PartitionShape {
 }
 
 impl PartitionShape {
-    pub const ALL: [PartitionShape; 5] = [
+    pub const ALL: [PartitionShape; 6] = [
         PartitionShape::Halves,
         PartitionShape::Isolate,
         PartitionShape::IsolateLeader,
+        PartitionShape::MuteLeader,
         PartitionShape::Bridge,
         PartitionShape::MajoritiesRing,
     ];
@@ -289,6 +299,7 @@ impl PartitionShape {
             PartitionShape::Halves => "halves",
             PartitionShape::Isolate => "isolate",
             PartitionShape::IsolateLeader => "isolate-leader",
+            PartitionShape::MuteLeader => "mute-leader",
             PartitionShape::Bridge => "bridge",
             PartitionShape::MajoritiesRing => "majorities-ring",
         }
@@ -375,6 +386,54 @@ pub struct DiskSpec {
 #[serde(deny_unknown_fields)]
 pub struct MembershipSpec {
     pub every_ms: Option<Spanned<Between>>,
+}
+
+/// Targeted message faults: each round, for `duration_ms`, one rule drops, delays or
+/// duplicates the Raft messages of one kind (or of every kind) sent by or to one store (the
+/// leader, half the time) for the first region. Left open, the seed picks each round's kind,
+/// action and store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSpec {
+    pub every_ms: Option<Spanned<Between>>,
+    pub duration_ms: Option<Spanned<Between>>,
+    /// Message kinds to pick from (`append`, `vote`, `heartbeat`, ...; `any` for every kind).
+    pub kinds: Option<Vec<Spanned<String>>>,
+    /// Actions to pick from: `drop`, `delay`, `duplicate`.
+    pub actions: Option<Vec<Spanned<String>>>,
+    /// Fraction of the matching messages affected, in (0, 1].
+    pub rate: Option<Spanned<f64>>,
+    /// How late a delayed or duplicated copy arrives.
+    pub delay_ms: Option<Spanned<Between>>,
+}
+
+/// Deposing new leaders: right after a store becomes leader (a new term), with `percent`
+/// chance, it is isolated or muted (it hears the others, they do not hear it) for `hold_ms`,
+/// before its first entries can reach the others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeposeSpec {
+    /// Chance, in percent, that a new leader is deposed.
+    pub percent: Option<Spanned<u64>>,
+    /// How long after its election the leader is cut off.
+    pub after_ms: Option<Spanned<Between>>,
+    pub hold_ms: Option<Spanned<Between>>,
+}
+
+/// Striking a store at a moment in its own code: when it hits one of `probes` (a rare path or
+/// a step of its write path, `minikv_hooks::Probe`), with `percent` chance, its messages stop
+/// leaving at once (`after_ms` 0) or a moment later, and it is muted or loses power for
+/// `hold_ms`. One strike at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrikeSpec {
+    pub probes: Vec<Spanned<String>>,
+    pub percent: Option<Spanned<u64>>,
+    /// What a strike does, picked per strike: `mute` (no store hears it) or `crash` (power
+    /// loss, then a restart).
+    pub actions: Option<Vec<Spanned<String>>>,
+    pub after_ms: Option<Spanned<Between>>,
+    pub hold_ms: Option<Spanned<Between>>,
 }
 
 /// The directory of standard scenarios, beside this crate in the repository.
@@ -492,6 +551,92 @@ impl Scenario {
                 if x.shapes.as_ref().is_some_and(Vec::is_empty) {
                     return Err((p.duration_ms.span(), at("faults.partition.shapes: empty")));
                 }
+            }
+            if let Some(x) = &f.message {
+                opt_between(&x.every_ms, &at("faults.message.every_ms"), 1, 600_000)?;
+                opt_between(&x.duration_ms, &at("faults.message.duration_ms"), 1, 600_000)?;
+                opt_between(&x.delay_ms, &at("faults.message.delay_ms"), 0, 60_000)?;
+                for k in x.kinds.iter().flatten() {
+                    if k.get_ref() != "any"
+                        && !minikv_hooks::MESSAGE_KINDS.contains(&k.get_ref().as_str())
+                    {
+                        let m = format!(
+                            "{}: unknown message kind `{}` (known: any, {})",
+                            at("faults.message.kinds"),
+                            k.get_ref(),
+                            minikv_hooks::MESSAGE_KINDS.join(", ")
+                        );
+                        return Err((k.span(), m));
+                    }
+                }
+                for a in x.actions.iter().flatten() {
+                    if minikv_hooks::MessageAction::from_name(a.get_ref()).is_none() {
+                        let m = format!(
+                            "{}: unknown action `{}` (known: drop, delay, duplicate)",
+                            at("faults.message.actions"),
+                            a.get_ref()
+                        );
+                        return Err((a.span(), m));
+                    }
+                }
+                if x.kinds.as_ref().is_some_and(Vec::is_empty)
+                    || x.actions.as_ref().is_some_and(Vec::is_empty)
+                {
+                    return Err((
+                        p.duration_ms.span(),
+                        at("faults.message: empty kinds or actions"),
+                    ));
+                }
+                if let Some(rate) = &x.rate
+                    && !(*rate.get_ref() > 0.0 && *rate.get_ref() <= 1.0)
+                {
+                    let m =
+                        format!("{} must be in (0, 1], got {}", at("faults.message.rate"), rate);
+                    return Err((rate.span(), m));
+                }
+            }
+            if let Some(x) = &f.strike {
+                if x.probes.is_empty() {
+                    return Err((p.duration_ms.span(), at("faults.strike.probes: empty")));
+                }
+                for name in &x.probes {
+                    if minikv_hooks::Probe::from_name(name.get_ref()).is_none() {
+                        let known: Vec<&str> =
+                            minikv_hooks::Probe::ALL.iter().map(|p| p.name()).collect();
+                        let m = format!(
+                            "{}: unknown probe `{}` (known: {})",
+                            at("faults.strike.probes"),
+                            name.get_ref(),
+                            known.join(", ")
+                        );
+                        return Err((name.span(), m));
+                    }
+                }
+                for a in x.actions.iter().flatten() {
+                    if !["mute", "crash"].contains(&a.get_ref().as_str()) {
+                        let m = format!(
+                            "{}: unknown action `{}` (known: mute, crash)",
+                            at("faults.strike.actions"),
+                            a.get_ref()
+                        );
+                        return Err((a.span(), m));
+                    }
+                }
+                if x.actions.as_ref().is_some_and(Vec::is_empty) {
+                    return Err((p.duration_ms.span(), at("faults.strike.actions: empty")));
+                }
+                if let Some(pc) = &x.percent {
+                    within(pc, &at("faults.strike.percent"), 1, 100)?;
+                }
+                opt_between(&x.after_ms, &at("faults.strike.after_ms"), 0, 60_000)?;
+                opt_between(&x.hold_ms, &at("faults.strike.hold_ms"), 1, 600_000)?;
+            }
+            if let Some(x) = &f.depose {
+                if let Some(pc) = &x.percent {
+                    within(pc, &at("faults.depose.percent"), 1, 100)?;
+                }
+                opt_between(&x.after_ms, &at("faults.depose.after_ms"), 0, 60_000)?;
+                opt_between(&x.hold_ms, &at("faults.depose.hold_ms"), 1, 600_000)?;
             }
             if let Some(x) = &f.clog {
                 opt_between(&x.every_ms, &at("faults.clog.every_ms"), 1, 600_000)?;

@@ -87,6 +87,16 @@ fn leases() {
 }
 
 #[test]
+fn elections() {
+    run_twice("elections");
+}
+
+#[test]
+fn deposed_leaders() {
+    run_twice("deposed-leaders");
+}
+
+#[test]
 fn every_scenario_file_has_a_test() {
     let names = scenario::list(&scenario::scenarios_dir()).unwrap();
     let source = include_str!("scenarios.rs");

@@ -4,6 +4,7 @@
 
 mod net;
 mod node;
+mod targeted;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,7 @@ impl World {
         self.links.lock().unwrap_or_else(|e| e.into_inner()).clear(&c);
         c.heal();
         c.set_packet_loss(0.0);
+        minikv_hooks::set_message_rule(None);
         c.set_latency_ms(self.base_latency_ms.min, self.base_latency_ms.max);
         for id in c.store_ids() {
             c.resume(id);
@@ -214,6 +216,15 @@ pub fn start(
     }
     if let Some(s) = faults.membership.clone() {
         tasks.push(node.spawn(node::membership(ctx("membership"), s)));
+    }
+    if let Some(s) = faults.message.clone() {
+        tasks.push(node.spawn(targeted::message(ctx("message"), s)));
+    }
+    if let Some(s) = faults.depose.clone() {
+        tasks.push(node.spawn(targeted::depose(ctx("depose"), s)));
+    }
+    if let Some(s) = faults.strike.clone() {
+        tasks.push(node.spawn(targeted::strike(ctx("strike"), s)));
     }
     tasks
 }

@@ -55,7 +55,7 @@ fn across(a: &[StoreId], b: &[StoreId]) -> BTreeSet<(StoreId, StoreId)> {
 }
 
 /// The links a shape cuts, over stores in the (random) order given, and its description.
-/// `IsolateLeader` isolates the first store: the caller puts the leader first.
+/// `IsolateLeader` and `MuteLeader` target the first store: the caller puts the leader first.
 pub fn shape_links(
     shape: PartitionShape,
     ids: &[StoreId],
@@ -70,6 +70,11 @@ pub fn shape_links(
             let (a, b) = ids.split_at(1.min(n));
             let what = if shape == PartitionShape::Isolate { "isolate" } else { "isolate-leader" };
             (across(a, b), format!("{what} {a:?} | {b:?}"))
+        }
+        PartitionShape::MuteLeader => {
+            let cut: BTreeSet<(StoreId, StoreId)> =
+                ids.iter().skip(1).map(|other| (ids[0], *other)).collect();
+            (cut, format!("mute-leader {} -/-> {:?}", ids[0], &ids[1..]))
         }
         PartitionShape::Bridge => {
             if n < 3 {
@@ -108,7 +113,7 @@ pub async fn partition(mut ctx: Ctx, spec: PartitionSpec) {
             (BTreeSet::new(), "heal".to_string())
         } else {
             let shape = shapes[ctx.below(shapes.len() as u64) as usize];
-            if shape == PartitionShape::IsolateLeader
+            if matches!(shape, PartitionShape::IsolateLeader | PartitionShape::MuteLeader)
                 && let Some(leader) = ctx.world.cluster().leader()
                 && let Some(at) = ids.iter().position(|id| *id == leader)
             {
@@ -217,6 +222,9 @@ mod tests {
         assert_eq!(sees(&cut, &ids, 3), 5, "the bridge sees everyone");
         assert_eq!(sees(&cut, &ids, 1), 3);
         assert!(cut.contains(&(1, 2)) && cut.contains(&(2, 1)) && !cut.contains(&(1, 5)));
+        let (cut, _) = shape_links(PartitionShape::MuteLeader, &ids);
+        assert_eq!(cut.len(), 4, "only the first store's messages out");
+        assert!(cut.contains(&(3, 4)) && !cut.contains(&(4, 3)));
         let (cut, _) = shape_links(PartitionShape::MajoritiesRing, &ids);
         for x in ids {
             assert_eq!(sees(&cut, &ids, x), 3, "every node sees exactly a majority");
@@ -225,14 +233,16 @@ mod tests {
     }
 
     #[test]
-    fn every_shape_is_symmetric_and_leaves_self_links() {
+    fn every_shape_leaves_self_links_and_only_mute_leader_is_one_way() {
         for n in 1..=7u64 {
             let ids: Vec<StoreId> = (1..=n).collect();
             for shape in PartitionShape::ALL {
                 let (cut, _) = shape_links(shape, &ids);
                 for (a, b) in &cut {
                     assert_ne!(a, b, "{shape:?} n={n}");
-                    assert!(cut.contains(&(*b, *a)), "{shape:?} n={n} not symmetric");
+                    if shape != PartitionShape::MuteLeader {
+                        assert!(cut.contains(&(*b, *a)), "{shape:?} n={n} not symmetric");
+                    }
                 }
             }
         }
