@@ -194,6 +194,7 @@ pub struct PhaseSpec {
 pub struct WorkloadsSpec {
     pub register: Option<RegisterSpec>,
     pub append: Option<AppendSpec>,
+    pub readers: Option<ReadersSpec>,
 }
 
 /// Linearizable register ops (read, write, cas) on a few shared keys.
@@ -207,6 +208,15 @@ pub struct RegisterSpec {
 
 fn default_register_keys() -> Spanned<u64> {
     Spanned::new(0..0, 4)
+}
+
+/// Read-only clients of the register workload's keys (set `keys` to the register's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadersSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_register_keys")]
+    pub keys: Spanned<u64>,
 }
 
 /// Per-client appends to own keys (exactly once, in order), scanned back.
@@ -366,6 +376,9 @@ pub struct ClockSpec {
     pub max_offset_ms: Option<Spanned<u64>>,
     /// Largest drift rate, parts per million (faster or slower).
     pub max_drift_ppm: Option<Spanned<u64>>,
+    /// Also, in some rounds, the worst case for leader leases: the leader's clock slow by the
+    /// largest drift and every other clock fast by it.
+    pub skew_leader: Option<Spanned<bool>>,
 }
 
 /// Disk faults: latent read errors (EIO) on a node's simulated disk; crashes tear sectors.
@@ -540,6 +553,10 @@ impl Scenario {
             if let Some(w) = &p.workloads.register {
                 within(&w.clients, &at("workloads.register.clients"), 1, 200)?;
                 within(&w.keys, &at("workloads.register.keys"), 1, 1_000)?;
+            }
+            if let Some(w) = &p.workloads.readers {
+                within(&w.clients, &at("workloads.readers.clients"), 1, 200)?;
+                within(&w.keys, &at("workloads.readers.keys"), 1, 1_000)?;
             }
             if let Some(w) = &p.workloads.append {
                 within(&w.clients, &at("workloads.append.clients"), 1, 99)?;

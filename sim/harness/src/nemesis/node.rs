@@ -101,9 +101,21 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
         let x = ctx.below(max as u64 * 2 + 1) as i64;
         x - max
     };
+    let skew_leader = spec.skew_leader.as_ref().is_some_and(|s| *s.get_ref());
     while ctx.next_round(every).await {
         let (id, clock) = clocks[ctx.below(clocks.len() as u64) as usize].clone();
-        match ctx.below(5) {
+        match ctx.below(if skew_leader { 6 } else { 5 }) {
+            5 => {
+                // The worst case for a leader lease: the leader's clock runs slow (its lease
+                // lasts longer in real time) and every other clock fast (their elections come
+                // sooner).
+                let Some(leader) = ctx.world.cluster().leader() else { continue };
+                for (other, c) in &clocks {
+                    c.set_drift_ppm(if *other == leader { -max_drift } else { max_drift });
+                }
+                let what = format!("leader {leader} clock drifts -{max_drift} ppm, the others +");
+                ctx.world.fault("clock-skew-leader", &what);
+            }
             0 => {
                 let offset = signed(&mut ctx, max_offset);
                 clock.set_offset_ms(offset);

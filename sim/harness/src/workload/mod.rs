@@ -3,6 +3,7 @@
 //! them by the names scenario files use (`[phase.workloads.<name>]`).
 
 mod append;
+mod readers;
 mod register;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use crate::report::CheckResult;
 use crate::scenario::WorkloadsSpec;
 
 pub use append::Append;
+pub use readers::Readers;
 pub use register::Register;
 
 /// A future a workload returns (run on the runner's task; no `Send` needed).
@@ -142,11 +144,14 @@ pub fn build(spec: &WorkloadsSpec, env: &Env) -> Vec<Box<dyn Workload>> {
     if let Some(a) = &spec.append {
         out.push(Box::new(Append::new(a, env.clone())));
     }
+    if let Some(r) = &spec.readers {
+        out.push(Box::new(Readers::new(r, env.clone())));
+    }
     out
 }
 
 /// The names the registry knows.
-pub const NAMES: [&str; 2] = ["register", "append"];
+pub const NAMES: [&str; 3] = ["register", "append", "readers"];
 
 /// A client that records every operation in the history. A client that saw an unknown
 /// outcome takes a new process id (its old process may still be "running" that operation).

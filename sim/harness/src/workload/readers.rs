@@ -1,0 +1,97 @@
+//! The readers workload: read-only clients of the register workload's keys. A read-heavy
+//! client keeps asking the leader it knows, so when that leader is deposed its reads keep
+//! arriving while writers, redirected, commit on the new leader: the history then shows any
+//! read a stale lease served. The linearizability checker judges them with the writes.
+
+use std::collections::BTreeMap;
+
+use madsim::runtime::NodeHandle;
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
+use crate::report::CheckResult;
+use crate::scenario::ReadersSpec;
+
+#[derive(Debug)]
+struct Reader {
+    client: Client,
+    rng: ChaCha8Rng,
+    keys: u64,
+    prefix: String,
+    ok: u64,
+}
+
+impl Reader {
+    /// The register workload's key `k` (see `register.rs`).
+    fn key(&self, k: u64) -> String {
+        format!("{}r{k}", self.prefix)
+    }
+}
+
+/// See the module comment.
+#[derive(Debug)]
+pub struct Readers {
+    env: Env,
+    clients: u64,
+    keys: u64,
+    fleet: Fleet<Reader>,
+}
+
+impl Readers {
+    pub fn new(spec: &ReadersSpec, env: Env) -> Readers {
+        Readers {
+            env,
+            clients: *spec.clients.get_ref(),
+            keys: *spec.keys.get_ref(),
+            fleet: Fleet::default(),
+        }
+    }
+}
+
+impl Workload for Readers {
+    fn name(&self) -> &'static str {
+        "readers"
+    }
+
+    fn start(&mut self, spawn: &mut dyn FnMut(&str) -> NodeHandle) {
+        for index in 0..self.clients {
+            let node = spawn(&format!("{}-readers-{index}", self.env.instance));
+            let env = self.env.clone();
+            let (keys, rng) = (self.keys, client_rng(&self.env, "readers", index));
+            self.fleet.launch(node, async move {
+                let client = Client::connect(&env).await;
+                let prefix = format!("{}/", env.instance);
+                let mut r = Reader { client, rng, keys, prefix, ok: 0 };
+                while !env.stopped() {
+                    let k = r.rng.next_u64() % r.keys;
+                    let key = r.key(k);
+                    if let Outcome::Ok(_) = r.client.read(&key, true).await {
+                        r.ok += 1;
+                    }
+                }
+                r
+            });
+        }
+    }
+
+    fn join(&mut self) -> LocalFuture<'_, ()> {
+        Box::pin(self.fleet.join())
+    }
+
+    /// Readers promise nothing at the end: the register workload's final reads cover liveness.
+    fn finish(&mut self) -> LocalFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn check(&self) -> Vec<(String, CheckResult)> {
+        Vec::new()
+    }
+
+    fn metrics(&self) -> BTreeMap<String, u64> {
+        BTreeMap::from([(
+            "readers.ok".to_string(),
+            self.fleet.clients().iter().map(|r| r.ok).sum(),
+        )])
+    }
+}
