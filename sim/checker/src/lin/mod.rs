@@ -6,6 +6,7 @@
 //! soon as one key has no linearization. Transactions on other keys are skipped (`txns`).
 
 pub mod generate;
+pub mod multi;
 mod prepare;
 mod refute;
 mod search;
@@ -486,6 +487,9 @@ pub fn describe(op: &Op) -> String {
             format!("read {}", op.result.as_ref().map_or("null".to_string(), |v| v.to_string()))
         }
         (OpFn::Cas, Outcome::Fail) => format!("cas {} (compare failed)", op.value),
+        (OpFn::Txn, Outcome::Ok) => {
+            format!("txn {}", op.result.as_ref().unwrap_or(&op.value))
+        }
         (f, Outcome::Ok) => format!("{} {}", fn_name(f), op.value),
         (f, Outcome::Fail) => format!("{} {} (failed)", fn_name(f), op.value),
         (f, Outcome::Indeterminate) => format!("{} {} (indeterminate)", fn_name(f), op.value),

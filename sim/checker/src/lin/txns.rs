@@ -66,8 +66,9 @@ pub(crate) fn txn_on_register_key(history: &History) -> Option<Anomaly> {
     None
 }
 
-/// Every transaction of `history` as single-key register operations, one per micro-op, each on
-/// a process of its own and with the transaction's interval, outcome and lines: a write
+/// Every transaction of `history` as single-key register operations, one per micro-op, each
+/// with the transaction's id, process, interval, outcome and lines (so that reports name the
+/// history's operations; the ids are not dense): a write
 /// (`null`: a delete) for `["w", k, v]`, a read for `["r", k, v]` of a transaction that
 /// completed `ok` (an unfinished or failed read tells nothing). Other operations are left
 /// out. Errors name the transaction: list appends have no register counterpart, and a
@@ -94,10 +95,9 @@ pub fn project_txns(history: &History) -> Result<History, String> {
                 Some("r") => continue,
                 _ => return Err(format!("{}: only \"r\" and \"w\" project onto a key", bad())),
             };
-            let id = ops.len();
             ops.push(Op {
-                id,
-                process: id as u64,
+                id: op.id,
+                process: op.process,
                 f,
                 key: Some(key),
                 value,
