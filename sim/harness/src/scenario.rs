@@ -174,6 +174,7 @@ pub struct PhaseSpec {
 pub struct WorkloadsSpec {
     pub register: Option<RegisterSpec>,
     pub append: Option<AppendSpec>,
+    pub batch: Option<BatchSpec>,
 }
 
 /// Linearizable register ops (read, write, cas) on a few shared keys.
@@ -200,6 +201,19 @@ pub struct AppendSpec {
 
 fn default_append_keys() -> Spanned<u64> {
     Spanned::new(0..0, 2)
+}
+
+/// Multi-key operations on one shared range: batch puts, batch gets, scans and deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_batch_keys")]
+    pub keys: Spanned<u64>,
+}
+
+fn default_batch_keys() -> Spanned<u64> {
+    Spanned::new(0..0, 6)
 }
 
 /// The faults of a phase, one optional table per kind. Omitted parameters are picked by the
@@ -461,6 +475,10 @@ impl Scenario {
                 within(&w.clients, &at("workloads.append.clients"), 1, 99)?;
                 within(&w.keys, &at("workloads.append.keys"), 1, 9)?;
             }
+            if let Some(w) = &p.workloads.batch {
+                within(&w.clients, &at("workloads.batch.clients"), 1, 99)?;
+                within(&w.keys, &at("workloads.batch.keys"), 2, 99)?;
+            }
             let f = &p.faults;
             if let Some(x) = &f.partition {
                 opt_between(&x.every_ms, &at("faults.partition.every_ms"), 1, 600_000)?;
@@ -638,6 +656,13 @@ faults.partition = {}
         let text = format!("{MINIMAL}\n[check]\nraft_log_entries_max = 0\n");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert_eq!(err, "x.toml:11: check.raft_log_entries_max must be >= 1, got 0");
+        let text =
+            MINIMAL.replace("faults.partition = {}", "workloads.batch = { clients = 2, keys = 1 }");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.toml:8: phase[0] (faults).workloads.batch.keys must be in [2, 99], got 1"
+        );
         let text = format!("{MINIMAL}\n[cluster]\nregions = 4\n");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert!(err.starts_with("x.toml:11: cluster.regions"), "{err}");
