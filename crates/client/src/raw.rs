@@ -118,12 +118,26 @@ impl RawClient {
             config,
             clock,
             cache: RegionCache::new(),
-            next_request_id: 1,
+            // Not 1: madsim hands a freed port to the next socket bound on the node, so a new
+            // client can take over the address of one that just went, whose answers may still
+            // be in flight; counting from 1 again, it took them for its own answers (a put
+            // answered "not leader" for the old client's request was retried, and applied
+            // twice). Found by the leases scenario's fresh writers.
+            next_request_id: minikv_runtime::nonce() >> 1,
             rotation: 0,
             inbox,
             stats: ClientStats::default(),
             alarm: Alarm::default(),
         })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The address the client receives its answers on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.endpoint.local_addr().map_err(|e| Error::Transport(e.to_string()))
     }
 
     pub fn stats(&self) -> &ClientStats {
@@ -505,7 +519,7 @@ impl RawClient {
             return Attempt::NotSent(format!("store {store} has no address"));
         };
         let request_id = self.next_request_id;
-        self.next_request_id += 1;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
         let envelope = KvRequestEnvelope { request_id, context, request };
         if let Err(e) = send_msg(&self.endpoint, addr, TAG_KV_REQUEST, envelope).await {
             if e.kind() == std::io::ErrorKind::InvalidInput {

@@ -62,3 +62,29 @@ async fn an_answer_of_the_wrong_kind_fails_a_read() {
     let (result, _) = with_store(script, |mut client| async move { client.get(b"k").await }).await;
     assert!(matches!(&result, Err(Error::Store(_))), "{result:?}");
 }
+
+#[madsim::test]
+async fn a_client_on_a_reused_address_never_reuses_the_last_ones_request_ids() {
+    // madsim gives the next socket bound on a node the lowest free port: the second client
+    // takes the first one's address, where answers to the first may still arrive. Were the
+    // ids the same, it would take such an answer for its own.
+    let (addrs, seen) = with_store(put_script(KvResponse::Put), |mut first| async move {
+        first.put(b"k", b"1").await.unwrap();
+        let config = first.config().clone();
+        let first_addr = first.local_addr();
+        drop(first);
+        let mut second =
+            minikv_client::RawClient::connect(config, minikv_runtime::Clock::new(), "0.0.0.0:0")
+                .await
+                .unwrap();
+        second.put(b"k", b"2").await.unwrap();
+        (first_addr.unwrap(), second.local_addr().unwrap())
+    })
+    .await;
+    assert_eq!(addrs.0, addrs.1, "the test needs the address to be reused");
+    let ids: Vec<u64> = seen.iter().map(|r| r.request_id).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "request ids repeat across the two clients: {ids:?}");
+}

@@ -102,6 +102,8 @@ registry! {
         StoreSnapshotApplied = ("store-snapshot-applied", 0),
         /// A leader compacted its Raft log.
         StoreLogCompacted = ("store-log-compacted", 0),
+        /// A store's clock jumped back: its ticks were rescheduled and its leases ended.
+        StoreClockJumpedBack = ("store-clock-jumped-back", 0),
         /// A lease was fenced or expired by a gap in the ticks.
         StoreLeaseFenced = ("store-lease-fenced", 0),
         /// A client saw an outcome it cannot know (a write timed out or its answer was lost).

@@ -31,9 +31,11 @@ pub struct StoreConfig {
     /// Seeds the Raft cores' election jitter (each peer draws its own stream).
     pub rng_seed: u64,
     /// Serve reads on the leader from a lease instead of a ReadIndex round each (see
-    /// `lease.rs`). Off by default: safe only while every store's ticks run at the same rate
-    /// within `lease_margin_ticks` over an election timeout, which a clock that stalls, jumps
-    /// back or drifts far breaks. Must be the same on every store (it also makes a restarted
+    /// `lease.rs`). Off by default: a lease serves half of `election_tick -
+    /// lease_margin_ticks` ticks after its evidence, while no other leader can be elected in
+    /// fewer than `election_tick` ticks of another store's clock, so it is safe only while the
+    /// clocks' rates stay within that ratio (about 25% fast or slow each with the defaults);
+    /// a clock that stalls or drifts further breaks it (a jump back ends it: see the node). Must be the same on every store (it also makes a restarted
     /// store refuse votes for its first `election_tick` ticks).
     pub lease_read: bool,
     /// How many ticks before the earliest possible election the lease ends.

@@ -9,3 +9,11 @@ pub mod net;
 
 pub use alarm::Alarm;
 pub use clock::Clock;
+
+/// A number no other caller is likely to draw: madsim's seeded generator in simulation (so a
+/// run stays a function of its seed), the OS's otherwise. For identities that must not repeat
+/// across incarnations, like the first request id of a client whose address a new client may
+/// reuse.
+pub fn nonce() -> u64 {
+    madsim::rand::random()
+}

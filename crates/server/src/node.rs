@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use madsim::time::Instant;
 use minikv_engine::Engine;
-use minikv_hooks::{Canary, canary};
+use minikv_hooks::{Canary, Probe, canary, probe};
 use minikv_proto::errorpb::RegionError;
 use minikv_proto::kvrpc::{
     KvRequest, KvRequestEnvelope, KvResponse, KvResponseEnvelope, RaftMessageBatch, TAG_KV_REQUEST,
@@ -61,6 +61,10 @@ pub struct Node {
     raft_queues: BTreeMap<StoreId, mpsc::UnboundedSender<RaftMessageBatch>>,
     /// When the next tick is due on the node's clock.
     tick_due_ms: u64,
+    /// The clock's last reading (a lower one means it jumped back).
+    last_clock_ms: u64,
+    /// The clock jumped back: the loop schedules the next tick from now.
+    reschedule_ticks: bool,
     next_token: u64,
 }
 
@@ -128,6 +132,8 @@ impl Node {
             raft_queues: BTreeMap::new(),
             next_token: 1,
             tick_due_ms: 0,
+            last_clock_ms: 0,
+            reschedule_ticks: false,
         })
     }
 
@@ -167,8 +173,12 @@ impl Node {
         let (mut tick_alarm, mut gather_alarm) = (Alarm::default(), Alarm::default());
         loop {
             let now = self.clock.now_ms();
+            self.check_missed_ticks();
+            if std::mem::take(&mut self.reschedule_ticks) {
+                next_tick_ms = now + tick_ms;
+                self.tick_due_ms = next_tick_ms;
+            }
             if now >= next_tick_ms {
-                self.check_missed_ticks();
                 self.store.tick();
                 self.publish_tick();
                 // A clock that jumped ahead gets one tick, not a burst.
@@ -220,10 +230,20 @@ impl Node {
     }
 
     /// A whole tick interval past the due tick means ticks were missed (a pause, a stalled
-    /// loop, a clock jump): leases counted in ticks cannot be trusted, so they end. Checked
-    /// before any event, so that a read arriving right after a pause is not served from one.
+    /// loop, a clock jump ahead); a reading below the last one means the clock jumped back,
+    /// and the ticks would stall until it caught up. Either way leases counted in ticks cannot
+    /// be trusted, so they end (and after a jump back the ticks are rescheduled from now).
+    /// Checked before any event, so that a read arriving right after a pause is not served
+    /// from one.
     fn check_missed_ticks(&mut self) {
-        if self.clock.now_ms() >= self.tick_due_ms + self.config.tick_interval_ms {
+        let now = self.clock.now_ms();
+        let jumped_back = now < self.last_clock_ms;
+        self.last_clock_ms = now;
+        if jumped_back {
+            probe(Probe::StoreClockJumpedBack);
+            self.reschedule_ticks = true;
+        }
+        if jumped_back || now >= self.tick_due_ms + self.config.tick_interval_ms {
             self.store.expire_leases();
         }
     }

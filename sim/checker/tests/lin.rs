@@ -59,6 +59,36 @@ fn null_reads_the_never_written_register() {
     assert_eq!(verdict(&concurrent), Validity::Valid);
 }
 
+/// A delete is a write of `null` (and a cas to `null` a conditional delete): a read after it
+/// returns `null`, never the deleted value.
+#[test]
+fn deletes_are_writes_of_null() {
+    let deleted = [
+        (0, "invoke", "write", "1", 0),
+        (0, "ok", "write", "1", 1),
+        (0, "invoke", "write", "null", 2),
+        (0, "ok", "write", "null", 3),
+        (1, "invoke", "read", "null", 4),
+        (1, "ok", "read", "null", 5),
+    ];
+    assert_eq!(verdict(&deleted), Validity::Valid);
+    let mut resurrected = deleted;
+    resurrected[5].3 = "1";
+    assert_eq!(verdict(&resurrected), Validity::Invalid, "a read saw a deleted value");
+    let cas_delete = [
+        (0, "invoke", "write", "1", 0),
+        (0, "ok", "write", "1", 1),
+        (0, "invoke", "cas", "[1,null]", 2),
+        (0, "ok", "cas", "[1,null]", 3),
+        (1, "invoke", "cas", "[null,2]", 4),
+        (1, "ok", "cas", "[null,2]", 5),
+    ];
+    assert_eq!(verdict(&cas_delete), Validity::Valid);
+    let mut failed_after_delete = cas_delete;
+    failed_after_delete[5].1 = "fail";
+    assert_eq!(verdict(&failed_after_delete), Validity::Invalid, "the key was deleted");
+}
+
 #[test]
 fn failed_cas_is_a_read_that_saw_another_value() {
     // The register holds 1 for the whole cas interval: a cas [1, 2] cannot have failed.

@@ -61,12 +61,24 @@ impl Recorder {
 
     /// Records one event; `value` is already JSON.
     pub fn event(&self, process: u64, kind: Kind, f: &str, key: &str, value: &str) {
+        self.push(process, kind, f, &format!(r#""key":{},"#, json_str(key)), key, value);
+    }
+
+    /// Records one event of a transaction (`f` "txn", no key); `value` is the JSON list of
+    /// micro-ops.
+    pub fn txn_event(&self, process: u64, kind: Kind, value: &str) {
+        self.push(process, kind, "txn", "", "", value);
+    }
+
+    /// `key_field` is the `"key":...,` member (empty for none); `key` labels the trace line.
+    fn push(&self, process: u64, kind: Kind, f: &str, key_field: &str, key: &str, value: &str) {
         let time_ns = self.origin.elapsed().as_nanos();
         let line = format!(
-            r#"{{"process":{process},"type":"{}","f":"{f}","key":"{key}","value":{value},"time":{time_ns}}}"#,
+            r#"{{"process":{process},"type":"{}","f":"{f}",{key_field}"value":{value},"time":{time_ns}}}"#,
             kind.name()
         );
-        tracing::debug!(target: "minikv::client", "p{process} {} {f} {key} {value}", kind.name());
+        let key = if key.is_empty() { String::new() } else { format!(" {key}") };
+        tracing::debug!(target: "minikv::client", "p{process} {} {f}{key} {value}", kind.name());
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match kind {
             Kind::Invoke => inner.counts.invoked += 1,

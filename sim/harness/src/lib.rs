@@ -6,6 +6,7 @@
 //! sweep/replay plumbing compile in both builds.
 
 pub mod audit;
+pub mod batch_check;
 pub mod bench;
 pub mod canaries;
 pub mod cli;

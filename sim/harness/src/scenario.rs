@@ -195,6 +195,7 @@ pub struct WorkloadsSpec {
     pub register: Option<RegisterSpec>,
     pub append: Option<AppendSpec>,
     pub readers: Option<ReadersSpec>,
+    pub batch: Option<BatchSpec>,
 }
 
 /// Linearizable register ops (read, write, cas) on a few shared keys.
@@ -210,11 +211,13 @@ fn default_register_keys() -> Spanned<u64> {
     Spanned::new(0..0, 4)
 }
 
-/// Read-only clients of the register workload's keys (set `keys` to the register's).
+/// Read-only clients of the register workload's keys (set `keys` to the register's), and
+/// writers that connect anew for every write.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadersSpec {
     pub clients: Spanned<u64>,
+    pub fresh_writers: Option<Spanned<u64>>,
     #[serde(default = "default_register_keys")]
     pub keys: Spanned<u64>,
 }
@@ -230,6 +233,19 @@ pub struct AppendSpec {
 
 fn default_append_keys() -> Spanned<u64> {
     Spanned::new(0..0, 2)
+}
+
+/// Multi-key operations on one shared range: batch puts, batch gets, scans and deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_batch_keys")]
+    pub keys: Spanned<u64>,
+}
+
+fn default_batch_keys() -> Spanned<u64> {
+    Spanned::new(0..0, 6)
 }
 
 /// The faults of a phase, one optional table per kind. Omitted parameters are picked by the
@@ -556,11 +572,18 @@ impl Scenario {
             }
             if let Some(w) = &p.workloads.readers {
                 within(&w.clients, &at("workloads.readers.clients"), 1, 200)?;
+                if let Some(f) = &w.fresh_writers {
+                    within(f, &at("workloads.readers.fresh_writers"), 0, 200)?;
+                }
                 within(&w.keys, &at("workloads.readers.keys"), 1, 1_000)?;
             }
             if let Some(w) = &p.workloads.append {
                 within(&w.clients, &at("workloads.append.clients"), 1, 99)?;
                 within(&w.keys, &at("workloads.append.keys"), 1, 9)?;
+            }
+            if let Some(w) = &p.workloads.batch {
+                within(&w.clients, &at("workloads.batch.clients"), 1, 99)?;
+                within(&w.keys, &at("workloads.batch.keys"), 2, 99)?;
             }
             let f = &p.faults;
             if let Some(x) = &f.partition {
@@ -825,6 +848,13 @@ faults.partition = {}
         let text = format!("{MINIMAL}\n[check]\nraft_log_entries_max = 0\n");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert_eq!(err, "x.toml:11: check.raft_log_entries_max must be >= 1, got 0");
+        let text =
+            MINIMAL.replace("faults.partition = {}", "workloads.batch = { clients = 2, keys = 1 }");
+        let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.toml:8: phase[0] (faults).workloads.batch.keys must be in [2, 99], got 1"
+        );
         let text = format!("{MINIMAL}\n[cluster]\nregions = 4\n");
         let err = Scenario::parse(&text, "x.toml", "x").unwrap_err().to_string();
         assert!(err.starts_with("x.toml:11: cluster.regions"), "{err}");

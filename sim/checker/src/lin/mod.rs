@@ -3,12 +3,14 @@
 //! Each key is a register supporting read, write, append and cas; `prepare` builds its model
 //! and `search` looks for a linearization, while `refute` looks for cheaper proofs that there
 //! is none. A key whose search runs out of budget is `Unknown`; the history is `Invalid` as
-//! soon as one key has no linearization.
+//! soon as one key has no linearization. Transactions on other keys are skipped (`txns`).
 
 pub mod generate;
+pub mod multi;
 mod prepare;
 mod refute;
 mod search;
+mod txns;
 
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
@@ -21,6 +23,8 @@ use crate::report::{Anomaly, Validity, Verdict};
 use prepare::{KeyOps, KeyPart};
 use refute::Windows;
 use search::{Budget, Search, SearchOutcome};
+
+pub use txns::project_txns;
 
 /// Default memory budget for one key's search.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 1 << 30;
@@ -138,26 +142,15 @@ enum KeyResult {
 const FIRST_ROUND_STEPS: u64 = 1 << 12;
 const ROUND_GROWTH: u64 = 4;
 
-/// Checks every key; see `LinConfig`.
+/// Checks every register key; see `LinConfig`. Transactions are left to the transactional
+/// checkers (`si`, or `project_txns` for stores that promise per-key linearizability of their
+/// multi-key operations) as long as none touches a key the register operations use; a history
+/// where one does is `Unknown` ("unsupported"), since the register's value would depend on
+/// operations this checker does not model.
 pub fn check_with(history: &History, config: &LinConfig<'_>) -> LinReport {
-    if let Some(op) = history.ops.iter().find(|op| op.f == OpFn::Txn) {
-        return LinReport {
-            verdict: Verdict {
-                valid: Validity::Unknown,
-                anomalies: vec![Anomaly {
-                    kind: "unsupported".to_string(),
-                    key: None,
-                    txns: vec![op.id],
-                    explanation: format!(
-                        "op {} on line {} is a transaction; linearizability covers register \
-                         operations only",
-                        op.id, op.invoke_line
-                    ),
-                }],
-            },
-            keys: 0,
-            failure: None,
-        };
+    if let Some(anomaly) = txns::txn_on_register_key(history) {
+        let verdict = Verdict { valid: Validity::Unknown, anomalies: vec![anomaly] };
+        return LinReport { verdict, keys: 0, failure: None };
     }
     let ops = &history.ops;
     let keys = partition(ops, config.threads);
@@ -393,6 +386,9 @@ fn partition_stretch(ops: &[Op], first: usize) -> Vec<(Option<&str>, KeyPart)> {
     let mut slot_of: FxHashMap<Option<&str>, usize> = FxHashMap::default();
     let mut keys: Vec<(Option<&str>, KeyPart)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
+        if op.f == OpFn::Txn {
+            continue;
+        }
         let key = op.key.as_deref();
         let slot = *slot_of.entry(key).or_insert_with(|| {
             keys.push((key, KeyPart::default()));
@@ -491,6 +487,9 @@ pub fn describe(op: &Op) -> String {
             format!("read {}", op.result.as_ref().map_or("null".to_string(), |v| v.to_string()))
         }
         (OpFn::Cas, Outcome::Fail) => format!("cas {} (compare failed)", op.value),
+        (OpFn::Txn, Outcome::Ok) => {
+            format!("txn {}", op.result.as_ref().unwrap_or(&op.value))
+        }
         (f, Outcome::Ok) => format!("{} {}", fn_name(f), op.value),
         (f, Outcome::Fail) => format!("{} {} (failed)", fn_name(f), op.value),
         (f, Outcome::Indeterminate) => format!("{} {} (indeterminate)", fn_name(f), op.value),

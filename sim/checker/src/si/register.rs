@@ -1,6 +1,9 @@
 //! Read-write registers with unique written values: wr edges from the values read, and the
 //! version orders the reads imply. Every write follows the initial `nil`; a transaction that
-//! read `v` and then wrote the key installed a version after `v`. The writers and readers of
+//! read `v` and then wrote the key installed a version after `v`. A write of `null` is a delete:
+//! on a key something may have deleted, a read of `null` may observe the delete rather than the
+//! initial state, so it orders nothing (the key's non-null versions are still ordered as
+//! usual: leaving the deletes out of the order only drops edges). The writers and readers of
 //! each key are handed on ([`KeyVersions`]) so that [`super::visibility`] can order writes by
 //! the dependencies between their transactions and [`super::search`] can try the orders that
 //! nothing fixes.
@@ -54,6 +57,7 @@ pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) -> Vec<KeyVersi
     }
     let mut writer: FxMap<(KeyId, ValKey<'a>), WriteRef> = FxMap::default();
     let mut possible_writers: Vec<Vec<(TxnIdx, &'a Value)>> = vec![Vec::new(); n_keys];
+    let mut deleted = vec![false; n_keys];
     let mut later_keys: Vec<KeyId> = Vec::new();
     for t in 0..to_u32(txns.txns.len()) {
         later_keys.clear();
@@ -65,8 +69,12 @@ pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) -> Vec<KeyVersi
             let last = !later_keys.contains(&key);
             if last {
                 later_keys.push(key);
-                if txns.outcome(t) != Outcome::Fail && !value.is_null() {
-                    possible_writers[key as usize].push((t, value));
+                if txns.outcome(t) != Outcome::Fail {
+                    if value.is_null() {
+                        deleted[key as usize] = true;
+                    } else {
+                        possible_writers[key as usize].push((t, value));
+                    }
                 }
             }
             match writer.entry((key, ValKey::of(value))) {
@@ -92,7 +100,9 @@ pub(crate) fn analyze<'a>(txns: &Txns<'a>, a: &mut Analysis<'a>) -> Vec<KeyVersi
     for (key, reads) in &group_reads {
         let key = *key;
         if reads[0].value.is_null() {
-            nil_reads(txns, key, reads, &possible_writers[key as usize], a);
+            if !deleted[key as usize] {
+                nil_reads(txns, key, reads, &possible_writers[key as usize], a);
+            }
         } else {
             let w = writer.get(&(key, ValKey::of(reads[0].value))).copied();
             value_reads(txns, key, reads, w, a, &mut version_reads[key as usize]);

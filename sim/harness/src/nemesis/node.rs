@@ -104,17 +104,39 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
     let skew_leader = spec.skew_leader.as_ref().is_some_and(|s| *s.get_ref());
     while ctx.next_round(every).await {
         let (id, clock) = clocks[ctx.below(clocks.len() as u64) as usize].clone();
-        match ctx.below(if skew_leader { 6 } else { 5 }) {
+        // With `skew_leader`, half the rounds are the worst case for a leader lease.
+        let round = if skew_leader && ctx.below(2) == 0 { 5 } else { ctx.below(5) };
+        match round {
             5 => {
-                // The worst case for a leader lease: the leader's clock runs slow (its lease
-                // lasts longer in real time) and every other clock fast (their elections come
-                // sooner).
-                let Some(leader) = ctx.world.cluster().leader() else { continue };
-                for (other, c) in &clocks {
-                    c.set_drift_ppm(if *other == leader { -max_drift } else { max_drift });
+                // The leader's clock runs slow (its lease lasts longer in real time) and every
+                // other clock fast (their elections come sooner), for a round; whenever the
+                // leader changes, the new one is slowed instead.
+                let hold = ctx.in_range(every);
+                ctx.world.fault(
+                    "clock-skew-leader",
+                    &format!(
+                        "for {hold} ms the leader's clock drifts -{max_drift} ppm, the others +"
+                    ),
+                );
+                let start = Instant::now();
+                let mut slowed = None;
+                while since_ms(start) < hold && !ctx.over() {
+                    let leader = ctx.world.cluster().leader();
+                    if leader.is_some() && leader != slowed {
+                        slowed = leader;
+                        for (other, c) in &clocks {
+                            c.set_drift_ppm(if Some(*other) == leader {
+                                -max_drift
+                            } else {
+                                max_drift
+                            });
+                        }
+                    }
+                    ctx.sleep_ms(5).await;
                 }
-                let what = format!("leader {leader} clock drifts -{max_drift} ppm, the others +");
-                ctx.world.fault("clock-skew-leader", &what);
+                for (_, c) in &clocks {
+                    c.set_drift_ppm(0);
+                }
             }
             0 => {
                 let offset = signed(&mut ctx, max_offset);

@@ -92,7 +92,7 @@ impl Worker {
             }
             let json = format!("[{}, {}]", json_opt(&current), json_opt(&Some(join_list(&with_v))));
             if let Outcome::Ok(true) =
-                self.client.cas(&key, current.as_deref(), &join_list(&with_v), &json).await
+                self.client.cas(&key, current.as_deref(), Some(&join_list(&with_v)), &json).await
             {
                 break;
             }

@@ -3,6 +3,7 @@
 //! them by the names scenario files use (`[phase.workloads.<name>]`).
 
 mod append;
+mod batch;
 mod readers;
 mod register;
 
@@ -22,6 +23,7 @@ use crate::report::CheckResult;
 use crate::scenario::WorkloadsSpec;
 
 pub use append::Append;
+pub use batch::Batch;
 pub use readers::Readers;
 pub use register::Register;
 
@@ -144,6 +146,9 @@ pub fn build(spec: &WorkloadsSpec, env: &Env) -> Vec<Box<dyn Workload>> {
     if let Some(a) = &spec.append {
         out.push(Box::new(Append::new(a, env.clone())));
     }
+    if let Some(b) = &spec.batch {
+        out.push(Box::new(Batch::new(b, env.clone())));
+    }
     if let Some(r) = &spec.readers {
         out.push(Box::new(Readers::new(r, env.clone())));
     }
@@ -151,7 +156,7 @@ pub fn build(spec: &WorkloadsSpec, env: &Env) -> Vec<Box<dyn Workload>> {
 }
 
 /// The names the registry knows.
-pub const NAMES: [&str; 3] = ["register", "append", "readers"];
+pub const NAMES: [&str; 4] = ["register", "append", "batch", "readers"];
 
 /// A client that records every operation in the history. A client that saw an unknown
 /// outcome takes a new process id (its old process may still be "running" that operation).
@@ -183,6 +188,14 @@ impl Client {
 
     fn record(&mut self, kind: Kind, f: &str, key: &str, value: &str) {
         self.history.event(self.process, kind, f, key, value);
+        if kind == Kind::Info {
+            self.process = self.history.new_process();
+        }
+    }
+
+    /// Records an event of a multi-key operation as a transaction (`value`: its micro-ops).
+    pub fn record_txn(&mut self, kind: Kind, value: &str) {
+        self.history.txn_event(self.process, kind, value);
         if kind == Kind::Info {
             self.process = self.history.new_process();
         }
@@ -225,16 +238,37 @@ impl Client {
         }
     }
 
-    /// Compare-and-swap; `Ok(false)` when the comparison failed (recorded as `fail`).
+    /// A delete, recorded as a write of `null` (what a read finds after it).
+    pub async fn delete(&mut self, key: &str) -> Outcome<()> {
+        self.record(Kind::Invoke, "write", key, "null");
+        match self.raw.delete(key.as_bytes()).await {
+            Ok(()) => {
+                self.record(Kind::Ok, "write", key, "null");
+                Outcome::Ok(())
+            }
+            Err(e) if e.is_unknown() => {
+                self.record(Kind::Info, "write", key, "null");
+                Outcome::Unknown
+            }
+            Err(_) => {
+                self.record(Kind::Fail, "write", key, "null");
+                Outcome::Fail
+            }
+        }
+    }
+
+    /// Compare-and-swap (`new` `None`: delete if it holds `old`); `Ok(false)` when the
+    /// comparison failed (recorded as `fail`).
     pub async fn cas(
         &mut self,
         key: &str,
         old: Option<&str>,
-        new: &str,
+        new: Option<&str>,
         json: &str,
     ) -> Outcome<bool> {
         self.record(Kind::Invoke, "cas", key, json);
-        let res = self.raw.cas(key.as_bytes(), old.map(str::as_bytes), Some(new.as_bytes())).await;
+        let res =
+            self.raw.cas(key.as_bytes(), old.map(str::as_bytes), new.map(str::as_bytes)).await;
         match res {
             Ok((true, _)) => {
                 self.record(Kind::Ok, "cas", key, json);

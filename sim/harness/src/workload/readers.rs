@@ -1,7 +1,8 @@
-//! The readers workload: read-only clients of the register workload's keys. A read-heavy
-//! client keeps asking the leader it knows, so when that leader is deposed its reads keep
-//! arriving while writers, redirected, commit on the new leader: the history then shows any
-//! read a stale lease served. The linearizability checker judges them with the writes.
+//! The readers workload: read-only clients of the register workload's keys, and fresh writers:
+//! clients that connect anew for every write (a cold cache: they ask the stores where the
+//! leader is). A reader keeps asking the leader it knows, so when that leader is deposed its
+//! reads keep arriving while fresh writers commit on the new leader: the history then shows any
+//! read a stale lease served. The linearizability checker judges them with the other writes.
 
 use std::collections::BTreeMap;
 
@@ -29,13 +30,24 @@ impl Reader {
     }
 }
 
+/// A writer that connects anew for each write; its values are unique across the run.
+#[derive(Debug)]
+struct FreshWriter {
+    index: u64,
+    rng: ChaCha8Rng,
+    counter: u64,
+    ok: u64,
+}
+
 /// See the module comment.
 #[derive(Debug)]
 pub struct Readers {
     env: Env,
     clients: u64,
+    fresh_writers: u64,
     keys: u64,
     fleet: Fleet<Reader>,
+    writers: Fleet<FreshWriter>,
 }
 
 impl Readers {
@@ -43,8 +55,10 @@ impl Readers {
         Readers {
             env,
             clients: *spec.clients.get_ref(),
+            fresh_writers: spec.fresh_writers.as_ref().map_or(0, |w| *w.get_ref()),
             keys: *spec.keys.get_ref(),
             fleet: Fleet::default(),
+            writers: Fleet::default(),
         }
     }
 }
@@ -73,10 +87,32 @@ impl Workload for Readers {
                 r
             });
         }
+        for index in 0..self.fresh_writers {
+            let node = spawn(&format!("{}-fresh-{index}", self.env.instance));
+            let env = self.env.clone();
+            let (keys, rng) = (self.keys, client_rng(&self.env, "fresh-writers", index));
+            self.writers.launch(node, async move {
+                let mut w = FreshWriter { index, rng, counter: 0, ok: 0 };
+                while !env.stopped() {
+                    let mut client = Client::connect(&env).await;
+                    w.counter += 1;
+                    // Unique beside the register workload's values ((index + 1) * 1e6 + n).
+                    let v = ((1_000 + w.index) * 1_000_000 + w.counter).to_string();
+                    let key = format!("{}/r{}", env.instance, w.rng.next_u64() % keys);
+                    if let Outcome::Ok(()) = client.write(&key, &v, &v).await {
+                        w.ok += 1;
+                    }
+                }
+                w
+            });
+        }
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {
-        Box::pin(self.fleet.join())
+        Box::pin(async {
+            self.fleet.join().await;
+            self.writers.join().await;
+        })
     }
 
     /// Readers promise nothing at the end: the register workload's final reads cover liveness.
@@ -89,9 +125,12 @@ impl Workload for Readers {
     }
 
     fn metrics(&self) -> BTreeMap<String, u64> {
-        BTreeMap::from([(
-            "readers.ok".to_string(),
-            self.fleet.clients().iter().map(|r| r.ok).sum(),
-        )])
+        BTreeMap::from([
+            ("readers.ok".to_string(), self.fleet.clients().iter().map(|r| r.ok).sum()),
+            (
+                "readers.fresh_writes_ok".to_string(),
+                self.writers.clients().iter().map(|w| w.ok).sum(),
+            ),
+        ])
     }
 }

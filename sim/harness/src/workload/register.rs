@@ -1,5 +1,6 @@
-//! The register workload: clients read, write and compare-and-swap a few shared keys; the
-//! linearizability checker judges the history. Finish: every client reads every key once.
+//! The register workload: clients read, write, compare-and-swap and delete (outright, or by a
+//! cas to nothing) a few shared keys; the linearizability checker judges the history, a delete
+//! as a write of `null`. Finish: every client reads every key once.
 
 use std::collections::BTreeMap;
 
@@ -33,41 +34,52 @@ impl Worker {
         (self.index + 1) * 1_000_000 + self.counter
     }
 
+    /// A value some client may have written lately, or none, for a cas to expect: so that
+    /// some swaps succeed.
+    fn recent_value(&mut self) -> Option<u64> {
+        if self.rng.next_u64().is_multiple_of(4) || self.counter == 0 {
+            return None;
+        }
+        let who = self.rng.next_u64() % 3;
+        Some((self.index + 1 + who) * 1_000_000 + self.counter.saturating_sub(who))
+    }
+
     async fn one_op(&mut self) {
         let k = self.rng.next_u64() % self.keys;
         let key = self.key(k);
-        match self.rng.next_u64() % 3 {
-            0 => {
-                if let Outcome::Ok(_) = self.client.read(&key, true).await {
-                    self.ok += 1;
-                }
-            }
-            1 => {
+        // Reads, writes and swaps three times as often as each kind of delete.
+        let done = match self.rng.next_u64() % 11 {
+            0..=2 => matches!(self.client.read(&key, true).await, Outcome::Ok(_)),
+            3..=5 => {
                 let v = self.next_value().to_string();
-                if let Outcome::Ok(()) = self.client.write(&key, &v, &v).await {
-                    self.ok += 1;
-                }
+                self.client.write(&key, &v, &v).await == Outcome::Ok(())
             }
-            _ => {
-                // Expect a value some client may have written lately (or none), so that some
-                // swaps succeed.
-                let old = if self.rng.next_u64().is_multiple_of(4) || self.counter == 0 {
-                    None
-                } else {
-                    let who = self.rng.next_u64() % 3;
-                    Some((self.index + 1 + who) * 1_000_000 + self.counter.saturating_sub(who))
-                };
+            6..=8 => {
+                let old = self.recent_value();
                 let new = self.next_value();
-                let json =
-                    format!("[{}, {new}]", old.map_or("null".to_string(), |o| o.to_string()));
-                let old = old.map(|o| o.to_string());
-                if let Outcome::Ok(true) =
-                    self.client.cas(&key, old.as_deref(), &new.to_string(), &json).await
-                {
-                    self.ok += 1;
-                }
+                self.cas(&key, old, Some(new)).await
             }
+            9 => self.client.delete(&key).await == Outcome::Ok(()),
+            _ => {
+                // A conditional delete; expecting nothing would delete nothing, so expect a
+                // value (this client's latest when the draw gives none).
+                let own = (self.index + 1) * 1_000_000 + self.counter;
+                let old = self.recent_value().or(Some(own));
+                self.cas(&key, old, None).await
+            }
+        };
+        if done {
+            self.ok += 1;
         }
+    }
+
+    /// A cas of `key` from `old` to `new` (`None`: absent); whether it swapped.
+    async fn cas(&mut self, key: &str, old: Option<u64>, new: Option<u64>) -> bool {
+        let json = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        let value = format!("[{}, {}]", json(old), json(new));
+        let (old, new) = (old.map(|o| o.to_string()), new.map(|n| n.to_string()));
+        let swapped = self.client.cas(key, old.as_deref(), new.as_deref(), &value).await;
+        swapped == Outcome::Ok(true)
     }
 }
 
