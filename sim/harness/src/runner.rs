@@ -401,7 +401,10 @@ async fn simulate(
 
 /// A short letter for a workload client's trace name (`p0r3`, `p1a0`).
 fn w_letter(node_name: &str) -> &'static str {
-    if node_name.contains("-append-") { "a" } else { "r" }
+    [("-append-", "a"), ("-batch-", "b"), ("-readers-", "d"), ("-fresh-", "f")]
+        .iter()
+        .find(|(part, _)| node_name.contains(part))
+        .map_or("r", |(_, letter)| letter)
 }
 
 /// A node that stopped itself on an error is restarted after a pause, as a supervisor

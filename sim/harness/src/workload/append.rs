@@ -9,7 +9,7 @@ use madsim::runtime::NodeHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload};
 use crate::history::json_opt;
 use crate::report::CheckResult;
 use crate::scenario::AppendSpec;
@@ -190,11 +190,13 @@ impl Workload for Append {
     }
 
     fn start(&mut self, spawn: &mut dyn FnMut(&str) -> NodeHandle) {
-        for index in 0..self.clients {
-            let node = spawn(&format!("{}-append-{index}", self.env.instance));
-            let env = self.env.clone();
-            let (keys, rng) = (self.keys, client_rng(&self.env, "append", index));
-            self.fleet.launch(node, async move {
+        let keys = self.keys;
+        self.fleet.launch_each(
+            &self.env,
+            "append",
+            self.clients,
+            spawn,
+            |index, env, rng| async move {
                 let client = Client::connect(&env).await;
                 let mut w = Worker {
                     index,
@@ -211,8 +213,8 @@ impl Workload for Append {
                 };
                 w.run().await;
                 w
-            });
-        }
+            },
+        );
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {

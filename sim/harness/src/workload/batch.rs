@@ -16,7 +16,7 @@ use madsim::runtime::NodeHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, Fleet, LocalFuture, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Workload};
 use crate::batch_check;
 use crate::history::{Kind, json_str};
 use crate::report::CheckResult;
@@ -282,11 +282,13 @@ impl Workload for Batch {
     }
 
     fn start(&mut self, spawn: &mut dyn FnMut(&str) -> NodeHandle) {
-        for index in 0..self.clients {
-            let node = spawn(&format!("{}-batch-{index}", self.env.instance));
-            let env = self.env.clone();
-            let (keys, rng) = (self.keys, client_rng(&self.env, "batch", index));
-            self.fleet.launch(node, async move {
+        let keys = self.keys;
+        self.fleet.launch_each(
+            &self.env,
+            "batch",
+            self.clients,
+            spawn,
+            |index, env, rng| async move {
                 let client = Client::connect(&env).await;
                 let mut w = Worker {
                     index,
@@ -302,8 +304,8 @@ impl Workload for Batch {
                     w.one_op().await;
                 }
                 w
-            });
-        }
+            },
+        );
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use minikv_client::{ClientConfig, RawClient};
 use minikv_proto::metapb::StoreId;
 use minikv_runtime::Clock;
+use rand_chacha::ChaCha8Rng;
 
 use crate::history::{Kind, Recorder, json_opt};
 use crate::report::CheckResult;
@@ -94,6 +95,25 @@ impl<W: Send + 'static> Fleet<W> {
     {
         self.running.push(node.spawn(client));
         self.nodes.push(Machine(node));
+    }
+
+    /// Starts `count` clients of workload `name`, each on its own machine (`{instance}-{name}-
+    /// {index}`) with its own seeded stream: `client(index, env, rng)` is its run.
+    pub fn launch_each<F, Fut>(
+        &mut self,
+        env: &Env,
+        name: &str,
+        count: u64,
+        spawn: &mut dyn FnMut(&str) -> madsim::runtime::NodeHandle,
+        client: F,
+    ) where
+        F: Fn(u64, Env, ChaCha8Rng) -> Fut,
+        Fut: Future<Output = W> + Send + 'static,
+    {
+        for index in 0..count {
+            let node = spawn(&format!("{}-{name}-{index}", env.instance));
+            self.launch(node, client(index, env.clone(), client_rng(env, name, index)));
+        }
     }
 
     /// Waits for every running client's step to end.

@@ -10,7 +10,7 @@ use madsim::runtime::NodeHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload};
 use crate::report::CheckResult;
 use crate::scenario::ReadersSpec;
 
@@ -69,11 +69,13 @@ impl Workload for Readers {
     }
 
     fn start(&mut self, spawn: &mut dyn FnMut(&str) -> NodeHandle) {
-        for index in 0..self.clients {
-            let node = spawn(&format!("{}-readers-{index}", self.env.instance));
-            let env = self.env.clone();
-            let (keys, rng) = (self.keys, client_rng(&self.env, "readers", index));
-            self.fleet.launch(node, async move {
+        let keys = self.keys;
+        self.fleet.launch_each(
+            &self.env,
+            "readers",
+            self.clients,
+            spawn,
+            |_, env, rng| async move {
                 let client = Client::connect(&env).await;
                 let prefix = format!("{}/", env.instance);
                 let mut r = Reader { client, rng, keys, prefix, ok: 0 };
@@ -85,13 +87,15 @@ impl Workload for Readers {
                     }
                 }
                 r
-            });
-        }
-        for index in 0..self.fresh_writers {
-            let node = spawn(&format!("{}-fresh-{index}", self.env.instance));
-            let env = self.env.clone();
-            let (keys, rng) = (self.keys, client_rng(&self.env, "fresh-writers", index));
-            self.writers.launch(node, async move {
+            },
+        );
+        let (env, count) = (&self.env, self.fresh_writers);
+        self.writers.launch_each(
+            env,
+            "fresh-writers",
+            count,
+            spawn,
+            |index, env, rng| async move {
                 let mut w = FreshWriter { index, rng, counter: 0, ok: 0 };
                 while !env.stopped() {
                     let mut client = Client::connect(&env).await;
@@ -104,8 +108,8 @@ impl Workload for Readers {
                     }
                 }
                 w
-            });
-        }
+            },
+        );
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {

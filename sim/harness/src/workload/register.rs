@@ -8,7 +8,7 @@ use madsim::runtime::NodeHandle;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload, client_rng};
+use super::{Client, Env, Fleet, LocalFuture, Outcome, Workload};
 use crate::report::CheckResult;
 use crate::scenario::RegisterSpec;
 
@@ -109,11 +109,13 @@ impl Workload for Register {
     }
 
     fn start(&mut self, spawn: &mut dyn FnMut(&str) -> NodeHandle) {
-        for index in 0..self.clients {
-            let node = spawn(&format!("{}-register-{index}", self.env.instance));
-            let env = self.env.clone();
-            let (keys, rng) = (self.keys, client_rng(&self.env, "register", index));
-            self.fleet.launch(node, async move {
+        let keys = self.keys;
+        self.fleet.launch_each(
+            &self.env,
+            "register",
+            self.clients,
+            spawn,
+            |index, env, rng| async move {
                 let client = Client::connect(&env).await;
                 let prefix = format!("{}/", env.instance);
                 let mut w =
@@ -122,8 +124,8 @@ impl Workload for Register {
                     w.one_op().await;
                 }
                 w
-            });
-        }
+            },
+        );
     }
 
     fn join(&mut self) -> LocalFuture<'_, ()> {
