@@ -201,10 +201,34 @@ fn leader_never_commits_previous_term_entry_by_counting_replicas() {
     r.become_leader();
     take_msgs(&mut r);
     // Followers acknowledge only index 2 (term 2), not the new leader's no-op at 3.
+    let waited = minikv_hooks::probe_hits(minikv_hooks::Probe::RaftCommitWaitsForOwnTerm);
     ack(&mut r, 2, 2);
     assert_eq!(r.raft_log.committed, 0, "term-2 entry must not commit by replica count");
+    assert!(
+        minikv_hooks::probe_hits(minikv_hooks::Probe::RaftCommitWaitsForOwnTerm) > waited,
+        "the rare path marks itself, so that sweeps can count it and faults strike at it"
+    );
     ack(&mut r, 2, 3);
     assert_eq!(r.raft_log.committed, 3, "the current-term entry commits, with its predecessors");
+}
+
+/// The planted bug the `raft-figure-8` canary switches on (simulation builds only): the same
+/// acknowledgements commit the earlier term's entry.
+#[cfg(madsim)]
+#[test]
+fn the_figure_8_canary_commits_an_earlier_terms_entry_by_counting_replicas() {
+    use minikv_hooks::{Canary, Session, SessionConfig};
+    let config =
+        SessionConfig { seed: 1, canaries: vec![Canary::RaftFigure8], buggify_enable_ppm: 0 };
+    let session = Session::start(&config).unwrap();
+    let mut r = raft_with_log(1, &[1, 2, 3], &[1, 2]);
+    r.term = 3;
+    r.become_candidate();
+    r.become_leader();
+    take_msgs(&mut r);
+    ack(&mut r, 2, 2);
+    assert_eq!(r.raft_log.committed, 2, "the canary commits by counting replicas");
+    drop(session);
 }
 
 #[test]
