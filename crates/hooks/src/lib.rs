@@ -149,6 +149,20 @@ pub fn probe(p: Probe) {
     let _ = p;
 }
 
+/// Whether a message rule is in force (the send path skips [`message_fault`] when not).
+/// Always `false` off the simulator.
+#[inline(always)]
+pub fn message_rule_set() -> bool {
+    #[cfg(madsim)]
+    {
+        session::message_rule_set()
+    }
+    #[cfg(not(madsim))]
+    {
+        false
+    }
+}
+
 /// What to do with a Raft message of `kind` (a [`MESSAGE_KINDS`] name) that store `from_store`
 /// sends to `to_store` for `region`, under the message rule the simulator set. Always
 /// [`MessageFault::Deliver`] off the simulator.

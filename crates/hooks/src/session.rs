@@ -254,6 +254,11 @@ pub fn set_message_rule(rule: Option<MessageRule>) {
 }
 
 #[cfg_attr(not(madsim), allow(dead_code))]
+pub(crate) fn message_rule_set() -> bool {
+    STATE.with_borrow(|s| s.message_rule.is_some())
+}
+
+#[cfg_attr(not(madsim), allow(dead_code))]
 pub(crate) fn message_fault(
     from_store: u64,
     to_store: u64,

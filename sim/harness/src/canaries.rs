@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use minikv_hooks::Canary;
 use serde::Deserialize;
 
-use crate::cli::with_canary;
 use crate::scenario::parse_canary;
 use crate::sweep::WORKER_STACK_BYTES;
 use crate::{Report, RunOutput, Scenario, Verdict};
@@ -150,7 +149,7 @@ where
     F: Fn(&Scenario, u64) -> RunOutput + ?Sized,
 {
     let planted: Vec<(&String, Scenario, &Scenario)> =
-        scenarios.iter().map(|(n, s)| (n, with_canary(s.clone(), Some(canary)), s)).collect();
+        scenarios.iter().map(|(n, s)| (n, s.clone().with_canary(Some(canary)), s)).collect();
     let mut runs = 0;
     for seed in 0..seeds {
         for (name, with, without) in &planted {

@@ -13,7 +13,7 @@ use minikv_hooks::Canary;
 
 use crate::bench::{BENCH_SEEDS_DEFAULT, bench_scenario, last_line};
 use crate::canaries;
-use crate::scenario::{CanaryName, parse_canary};
+use crate::scenario::parse_canary;
 use crate::seeds::SeedFile;
 use crate::sweep::{SeedRange, Shard, SweepOptions, plan, run_guarded_output, sweep as run_sweep};
 use crate::{Report, RunOptions, RunOutput, Scenario, TraceLevel, scenario};
@@ -200,7 +200,7 @@ where
 }
 
 fn run_cmd(a: &RunArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> Outcome {
-    let scenario = with_canary(load_scenario(&a.scenario, dir)?, a.canary);
+    let scenario = load_scenario(&a.scenario, dir)?.with_canary(a.canary);
     // Open the output files first: a bad path is reported before a long run, not after.
     let history = a.history.as_deref().map(create).transpose()?;
     let trace = a.trace.as_deref().map(create).transpose()?;
@@ -297,7 +297,7 @@ fn sweep_cmd(
     };
     let scenarios = names
         .into_iter()
-        .map(|name| load_scenario(&name, dir).map(|s| (name, with_canary(s, a.canary))))
+        .map(|name| load_scenario(&name, dir).map(|s| (name, s.with_canary(a.canary))))
         .collect::<Result<Vec<_>, _>>()?;
     let seeds = a.shard.seeds(a.seeds);
     let runs = plan(&scenarios, &seeds);
@@ -398,14 +398,6 @@ fn bench_cmd(a: &BenchArgs, dir: &Path, run: RunFn<'_>, out: &mut dyn Write) -> 
     }
     say(out, &last_line(&lines))?;
     Ok(EXIT_PASS)
-}
-
-/// `scenario` with `canary` switched on (when given).
-pub fn with_canary(mut scenario: Scenario, canary: Option<Canary>) -> Scenario {
-    if let Some(c) = canary {
-        scenario.cluster.canary = Some(CanaryName(c));
-    }
-    scenario
 }
 
 fn load_scenario(name_or_path: &str, dir: &Path) -> Result<Scenario, String> {

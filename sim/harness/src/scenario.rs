@@ -325,6 +325,14 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// This scenario with `canary` switched on (when given).
+    pub fn with_canary(mut self, canary: Option<Canary>) -> Scenario {
+        if let Some(c) = canary {
+            self.cluster.canary = Some(CanaryName(c));
+        }
+        self
+    }
+
     /// Simulated milliseconds of all phases together.
     pub fn duration_ms(&self) -> u64 {
         self.phases.iter().map(|p| *p.duration_ms.get_ref()).sum()
