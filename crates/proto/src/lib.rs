@@ -8,6 +8,7 @@ pub mod codec;
 pub mod errorpb;
 pub mod kvrpc;
 pub mod metapb;
+pub mod pdpb;
 pub mod raft_cmdpb;
 pub mod raft_serverpb;
 pub mod raftpb;
