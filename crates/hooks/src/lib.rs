@@ -50,6 +50,13 @@ registry! {
         EngineSkipsSync = ("engine-skips-sync", 0),
         /// The client reports a write whose outcome it does not know (a timeout) as failed.
         ClientTimeoutIsFail = ("client-timeout-is-fail", 0),
+        /// A PD node that owns the TSO bound serves timestamps without reading the bound again
+        /// (no linearizable read per batch): a deposed PD leader serves timestamps below those
+        /// its successor already served.
+        TsoTrustsItsCache = ("tso-trusts-its-cache", 0),
+        /// A PD node that takes the TSO over starts from its own clock, not above the bound
+        /// its predecessor saved: with its clock behind, it serves timestamps already passed.
+        TsoIgnoresSavedBound = ("tso-ignores-saved-bound", 0),
     }
 }
 
@@ -78,6 +85,9 @@ registry! {
         /// A client forgets the leader it cached and sends the request to another peer, which
         /// redirects it (as a client that just started, or a second client, would).
         ClientForgetLeader = ("client-forget-leader", 100_000),
+        /// A PD node saves the TSO bound only a few milliseconds ahead of its clock, so it
+        /// raises the bound (a Raft write) every few batches.
+        PdTsoWindowShort = ("pd-tso-window-short", 500_000),
     }
 }
 
@@ -108,6 +118,13 @@ registry! {
         StoreLeaseFenced = ("store-lease-fenced", 0),
         /// A client saw an outcome it cannot know (a write timed out or its answer was lost).
         ClientUnknownOutcome = ("client-unknown-outcome", 0),
+        /// A PD node raised the saved TSO bound.
+        PdTsoBoundRaised = ("pd-tso-bound-raised", 0),
+        /// A PD node found the TSO bound moved by another node (it must raise it before
+        /// serving).
+        PdTsoBoundLost = ("pd-tso-bound-lost", 0),
+        /// A PD node sent a client to the PD leader.
+        PdRedirected = ("pd-redirected", 0),
     }
 }
 

@@ -93,22 +93,33 @@ pub enum OperatorStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PdRequest {
     /// `count` (at least 1) strictly increasing timestamps.
-    Tso { count: u32 },
+    Tso {
+        count: u32,
+    },
     /// A fresh ID for a store, region or peer (never handed out before).
     AllocId,
     IsBootstrapped,
     /// Bootstraps the cluster with its first store and first region, once.
-    Bootstrap { store: Store, region: Region },
+    Bootstrap {
+        store: Store,
+        region: Region,
+    },
     /// Registers (or updates the address of) a store.
-    PutStore { store: Store },
-    GetStore { store_id: StoreId },
+    PutStore {
+        store: Store,
+    },
+    GetStore {
+        store_id: StoreId,
+    },
     GetAllStores,
     /// The region holding `key`, as PD last heard of it.
     GetRegion {
         #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
-    GetRegionById { region_id: RegionId },
+    GetRegionById {
+        region_id: RegionId,
+    },
     /// Up to `limit` regions overlapping `[start_key, end_key)` (empty `end_key`: unbounded),
     /// in key order.
     ScanRegions {
@@ -118,8 +129,12 @@ pub enum PdRequest {
         end_key: Vec<u8>,
         limit: u64,
     },
-    StoreHeartbeat { stats: StoreStats },
-    RegionHeartbeat { heartbeat: RegionHeartbeat },
+    StoreHeartbeat {
+        stats: StoreStats,
+    },
+    RegionHeartbeat {
+        heartbeat: RegionHeartbeat,
+    },
 }
 
 /// A region with the leader PD last heard from.
@@ -133,17 +148,34 @@ pub struct RegionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PdResponse {
     /// The timestamps `first`, `first + 1`, ..., `first + count - 1`.
-    Tso { first: Timestamp, count: u32 },
-    Id { id: u64 },
-    Bootstrapped { bootstrapped: bool },
+    Tso {
+        first: Timestamp,
+        count: u32,
+    },
+    Id {
+        id: u64,
+    },
+    Bootstrapped {
+        bootstrapped: bool,
+    },
     /// Done (bootstrap, put store, store heartbeat).
     Ok,
-    Store { store: Option<Store> },
-    Stores { stores: Vec<Store> },
-    Region { region: Option<RegionInfo> },
-    Regions { regions: Vec<RegionInfo> },
+    Store {
+        store: Option<Store>,
+    },
+    Stores {
+        stores: Vec<Store>,
+    },
+    Region {
+        region: Option<RegionInfo>,
+    },
+    Regions {
+        regions: Vec<RegionInfo>,
+    },
     /// A region heartbeat was taken; `step` is what the leader should do next, if anything.
-    RegionHeartbeat { step: Option<OperatorStep> },
+    RegionHeartbeat {
+        step: Option<OperatorStep>,
+    },
     Error(PdError),
 }
 

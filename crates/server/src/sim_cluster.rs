@@ -12,6 +12,7 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 use minikv_engine::{Cf, Engine, SimDisk, SimDiskConfig};
+use minikv_pd::{PD_PORT, PD_REGION_ID, PdConfig, PdService};
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, StoreId};
 use minikv_raftstore::StoreConfig;
 use minikv_runtime::Clock;
@@ -38,6 +39,38 @@ pub struct SimClusterConfig {
     pub disk_seed: u64,
     /// Fault rates of every store's simulated disk at start.
     pub disk: SimDiskConfig,
+    /// PD nodes (each with its own store and disk, hosting the PD region), 0 for none.
+    pub pd_nodes: u64,
+    /// Tunables every PD node starts with (its id and addresses are filled in).
+    pub pd: PdTunables,
+}
+
+/// What a scenario can set of every PD node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PdTunables {
+    pub tso_window_ms: u64,
+    pub id_step: u64,
+    pub storage_timeout_ms: u64,
+}
+
+impl Default for PdTunables {
+    fn default() -> Self {
+        let base = PdConfig::new(0, store_addr(1), BTreeMap::new());
+        PdTunables {
+            tso_window_ms: base.tso_window_ms,
+            id_step: base.id_step,
+            storage_timeout_ms: base.storage_timeout_ms,
+        }
+    }
+}
+
+/// Which kind of node a simulated node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A store of the cluster's data.
+    Store,
+    /// A PD node: a store of the PD region, and the PD service over it.
+    Pd,
 }
 
 impl SimClusterConfig {
@@ -55,11 +88,14 @@ impl SimClusterConfig {
             },
             disk_seed,
             disk: SimDiskConfig::default(),
+            pd_nodes: 0,
+            pd: PdTunables::default(),
         }
     }
 }
 
 struct SimStore {
+    kind: NodeKind,
     node: NodeHandle,
     disk: SimDisk,
     clock: Clock,
@@ -101,6 +137,26 @@ pub fn store_addr(id: StoreId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, id)), STORE_PORT)
 }
 
+/// The node id of the first PD node (PD nodes are `PD_NODE_BASE + 1 ..`): PD nodes share the
+/// simulated network with the stores, and their own stores' ids are their node ids.
+pub const PD_NODE_BASE: u64 = 200;
+
+/// The PD service address of PD node `id`.
+pub fn pd_addr(id: u64) -> SocketAddr {
+    SocketAddr::new(store_addr(id).ip(), PD_PORT)
+}
+
+/// The PD region: every key, one voter per PD node (peer id = node id).
+pub fn pd_region(ids: &[u64]) -> Region {
+    Region {
+        id: PD_REGION_ID,
+        start_key: vec![],
+        end_key: vec![],
+        epoch: RegionEpoch { conf_ver: 1, version: 1 },
+        peers: ids.iter().map(|&id| Peer { id, store_id: id, role: PeerRole::Voter }).collect(),
+    }
+}
+
 /// Region 1 over every key with one voter per store (peer id = store id).
 pub fn first_region(stores: u64) -> Region {
     Region {
@@ -118,52 +174,19 @@ impl SimCluster {
         let handle = Handle::current();
         let addrs: BTreeMap<StoreId, SocketAddr> =
             (1..=config.stores).map(|id| (id, store_addr(id))).collect();
-        let region = first_region(config.stores);
+        let pd_ids: Vec<u64> = (1..=config.pd_nodes).map(|i| PD_NODE_BASE + i).collect();
+        let pd_store_addrs: BTreeMap<u64, SocketAddr> =
+            pd_ids.iter().map(|&id| (id, store_addr(id))).collect();
         let mut stores = BTreeMap::new();
+        let region = first_region(config.stores);
         for id in 1..=config.stores {
-            let disk = SimDisk::new(
-                config.disk_seed.wrapping_mul(31).wrapping_add(id),
-                config.disk.clone(),
-            );
-            let clock = Clock::new();
-            let probe = NodeProbe::new();
-            let mut node_config = NodeConfig::new(id, addrs.clone(), config.store.clone());
-            node_config.tick_interval_ms = config.tick_interval_ms;
-            node_config.ready_batch_window_ms = config.ready_batch_window_ms;
-            node_config.max_pending_requests = config.max_pending_requests;
-            let booted = Arc::new(AtomicBool::new(false));
-            let failed = Arc::new(AtomicBool::new(false));
-            let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
-            let failed_flag = failed.clone();
-            let node = handle
-                .create_node()
-                .name(format!("store-{id}"))
-                .ip(addrs[&id].ip())
-                .init(move || {
-                    // Every error below is a fail-stop (a real node would exit and be restarted
-                    // by its supervisor): the flag tells the cluster, the trace says why.
-                    let failed = (failed_flag.clone(), p.clone());
-                    let engine = Engine::open(d.clone()).map(Arc::new);
-                    let first_boot = !booted.swap(true, Ordering::Relaxed);
-                    let bootstrap = first_boot.then(|| r.clone());
-                    let (cfg, clock, probe) = (node_config.clone(), c.clone(), p.clone());
-                    async move {
-                        let engine = match engine {
-                            Ok(engine) => engine,
-                            Err(e) => return fail_stop(&failed, id, "cannot open engine", &e),
-                        };
-                        let node = match Node::start(cfg, engine, clock, probe, bootstrap).await {
-                            Ok(node) => node,
-                            Err(e) => return fail_stop(&failed, id, "cannot start", &e),
-                        };
-                        if let Err(e) = node.run().await {
-                            fail_stop(&failed, id, "stopped", &e);
-                        }
-                    }
-                })
-                .build();
-            stores
-                .insert(id, SimStore { node, disk, clock, probe, up: true, paused: false, failed });
+            let node = start_node(&handle, &config, NodeKind::Store, id, &addrs, &region);
+            stores.insert(id, node);
+        }
+        let region = pd_region(&pd_ids);
+        for &id in &pd_ids {
+            let node = start_node(&handle, &config, NodeKind::Pd, id, &pd_store_addrs, &region);
+            stores.insert(id, node);
         }
         SimCluster { handle, stores, addrs, next_client_ip: 1, client_nodes: Vec::new() }
     }
@@ -173,8 +196,28 @@ impl SimCluster {
         self.addrs.clone()
     }
 
+    /// The data stores' ids (PD nodes are not among them).
     pub fn store_ids(&self) -> Vec<StoreId> {
+        self.ids_of(NodeKind::Store)
+    }
+
+    /// The PD nodes' ids.
+    pub fn pd_ids(&self) -> Vec<u64> {
+        self.ids_of(NodeKind::Pd)
+    }
+
+    /// Every node's id, stores and PD nodes.
+    pub fn node_ids(&self) -> Vec<u64> {
         self.stores.keys().copied().collect()
+    }
+
+    fn ids_of(&self, kind: NodeKind) -> Vec<u64> {
+        self.stores.iter().filter(|(_, s)| s.kind == kind).map(|(id, _)| *id).collect()
+    }
+
+    /// Every PD node's service address (what PD clients are configured with).
+    pub fn pd_addrs(&self) -> BTreeMap<u64, SocketAddr> {
+        self.pd_ids().into_iter().map(|id| (id, pd_addr(id))).collect()
     }
 
     /// A new simulated machine for client tasks (its own IP, never partitioned).
@@ -198,7 +241,7 @@ impl SimCluster {
     /// memory is freed when the runtime goes away (madsim drops a killed task the next time its
     /// executor gets to it; a task left waiting forever would keep everything it holds).
     pub fn shutdown(&mut self) {
-        for id in self.store_ids() {
+        for id in self.node_ids() {
             self.resume(id);
             self.handle.kill(self.node_id(id));
             self.stores.get_mut(&id).expect("known store").up = false;
@@ -347,11 +390,22 @@ impl SimCluster {
 
     /// [`SimCluster::leader`] and its term.
     pub fn leader_term(&self) -> Option<(StoreId, u64)> {
+        self.group_leader_term(NodeKind::Store)
+    }
+
+    /// The PD node whose store leads the PD region in the highest term, and the term.
+    pub fn pd_leader_term(&self) -> Option<(u64, u64)> {
+        self.group_leader_term(NodeKind::Pd)
+    }
+
+    /// The leader of `kind`'s region (the first region, or the PD region) and its term.
+    pub fn group_leader_term(&self, kind: NodeKind) -> Option<(u64, u64)> {
         self.stores
             .iter()
-            .filter(|(_, s)| s.up)
+            .filter(|(_, s)| s.up && s.kind == kind)
             .filter_map(|(id, s)| {
-                let st = s.probe.snapshot().peers.get(&FIRST_REGION_ID)?.clone();
+                let region = if kind == NodeKind::Pd { PD_REGION_ID } else { FIRST_REGION_ID };
+                let st = s.probe.snapshot().peers.get(&region)?.clone();
                 (st.role == minikv_raft::StateRole::Leader).then_some((*id, st.term))
             })
             .max_by_key(|(_, term)| *term)
@@ -381,4 +435,75 @@ fn fail_stop(
     // The dead process's engine dies with it: nothing may read or write through it again.
     probe.update(|p| p.engine = None);
     Handle::current().kill(madsim::plugin::node());
+}
+
+/// Creates simulated node `id` of `kind`: its disk, clock and probe, and an init that opens
+/// its engine, starts its store (bootstrapping `region` on the first boot) and, on a PD node,
+/// the PD service beside it.
+fn start_node(
+    handle: &Handle,
+    config: &SimClusterConfig,
+    kind: NodeKind,
+    id: u64,
+    addrs: &BTreeMap<u64, SocketAddr>,
+    region: &Region,
+) -> SimStore {
+    let disk =
+        SimDisk::new(config.disk_seed.wrapping_mul(31).wrapping_add(id), config.disk.clone());
+    let clock = Clock::new();
+    let probe = NodeProbe::new();
+    let mut node_config = NodeConfig::new(id, addrs.clone(), config.store.clone());
+    node_config.tick_interval_ms = config.tick_interval_ms;
+    node_config.ready_batch_window_ms = config.ready_batch_window_ms;
+    node_config.max_pending_requests = config.max_pending_requests;
+    let pd_config = (kind == NodeKind::Pd).then(|| {
+        let mut c = PdConfig::new(id, pd_addr(id), addrs.clone());
+        c.tso_window_ms = config.pd.tso_window_ms;
+        c.id_step = config.pd.id_step;
+        c.storage_timeout_ms = config.pd.storage_timeout_ms;
+        c
+    });
+    let booted = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
+    let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
+    let failed_flag = failed.clone();
+    let name = match kind {
+        NodeKind::Store => format!("store-{id}"),
+        NodeKind::Pd => format!("pd-{id}"),
+    };
+    let node = handle
+        .create_node()
+        .name(name)
+        .ip(addrs[&id].ip())
+        .init(move || {
+            // Every error below is a fail-stop (a real node would exit and be restarted by its
+            // supervisor): the flag tells the cluster, the trace says why.
+            let failed = (failed_flag.clone(), p.clone());
+            let engine = Engine::open(d.clone()).map(Arc::new);
+            let first_boot = !booted.swap(true, Ordering::Relaxed);
+            let bootstrap = first_boot.then(|| r.clone());
+            let (cfg, clock, probe) = (node_config.clone(), c.clone(), p.clone());
+            let pd_config = pd_config.clone();
+            async move {
+                let engine = match engine {
+                    Ok(engine) => engine,
+                    Err(e) => return fail_stop(&failed, id, "cannot open engine", &e),
+                };
+                let node = match Node::start(cfg, engine, clock.clone(), probe, bootstrap).await {
+                    Ok(node) => node,
+                    Err(e) => return fail_stop(&failed, id, "cannot start", &e),
+                };
+                if let Some(pd_config) = pd_config {
+                    match PdService::start(pd_config, clock).await {
+                        Ok(service) => drop(madsim::task::spawn(service.run())),
+                        Err(e) => return fail_stop(&failed, id, "cannot start PD service", &e),
+                    }
+                }
+                if let Err(e) = node.run().await {
+                    fail_stop(&failed, id, "stopped", &e);
+                }
+            }
+        })
+        .build();
+    SimStore { kind, node, disk, clock, probe, up: true, paused: false, failed }
 }

@@ -1,0 +1,279 @@
+//! A PD node's service: it takes PD requests on its own port and serves them from PD's state in
+//! the PD region (`storage`), one at a time, except timestamps, which it serves in batches: all
+//! the TSO requests that arrived before one linearizable read of the saved bound are answered
+//! after it. A node whose store does not lead the PD region sends clients to the one that does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use minikv_client::{ClientConfig, RawClient};
+use minikv_hooks::{Canary, Point, Probe, buggify, canary, probe};
+use minikv_proto::pdpb::{
+    PdError, PdRequest, PdRequestEnvelope, PdResponse, PdResponseEnvelope, TAG_PD_REQUEST,
+    TAG_PD_RESPONSE, Timestamp,
+};
+use minikv_runtime::Clock;
+use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, send_msg};
+use tokio::sync::mpsc;
+
+use crate::ids::{IdPlan, IdState};
+use crate::meta::Meta;
+use crate::storage::{Storage, Swap};
+use crate::tso::{Plan, TsoState};
+
+/// The port a PD node serves PD requests on.
+pub const PD_PORT: u16 = 2379;
+/// The id of the region holding PD's state, on the PD nodes' own stores.
+pub const PD_REGION_ID: u64 = 1;
+/// Most timestamps one request may ask for.
+pub const MAX_TSO_COUNT: u32 = 1 << 16;
+
+/// Tunables of one PD node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PdConfig {
+    /// This node's id: its store's id in the PD region, and its name in redirects.
+    pub node_id: u64,
+    pub listen_addr: SocketAddr,
+    /// Every PD node's store (the PD region's peers), by node id.
+    pub store_addrs: BTreeMap<u64, SocketAddr>,
+    /// How far above its clock the leader saves the TSO bound.
+    pub tso_window_ms: u64,
+    /// IDs claimed per write of the ID window.
+    pub id_step: u64,
+    /// One access to PD's state gives up after this long.
+    pub storage_timeout_ms: u64,
+}
+
+impl PdConfig {
+    pub fn new(
+        node_id: u64,
+        listen_addr: SocketAddr,
+        store_addrs: BTreeMap<u64, SocketAddr>,
+    ) -> Self {
+        PdConfig {
+            node_id,
+            listen_addr,
+            store_addrs,
+            tso_window_ms: 3_000,
+            id_step: 1_000,
+            storage_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// A request waiting for its answer.
+#[derive(Debug)]
+struct Pending {
+    request_id: u64,
+    from: SocketAddr,
+    request: PdRequest,
+}
+
+/// One PD node's service state.
+pub struct PdService {
+    config: PdConfig,
+    clock: Clock,
+    endpoint: Endpoint,
+    storage: Storage,
+    tso: TsoState,
+    ids: IdState,
+    meta: Meta,
+}
+
+impl std::fmt::Debug for PdService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdService")
+            .field("config", &self.config)
+            .field("tso", &self.tso)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PdService {
+    /// Binds the service's endpoint and its storage client.
+    pub async fn start(config: PdConfig, clock: Clock) -> std::io::Result<PdService> {
+        let endpoint = Endpoint::bind(config.listen_addr).await?;
+        let mut client_config = ClientConfig::new(config.store_addrs.clone());
+        client_config.request_timeout_ms = config.storage_timeout_ms;
+        client_config.rpc_timeout_ms = (config.storage_timeout_ms / 4).max(1);
+        let raw = RawClient::connect(client_config, clock.clone(), "0.0.0.0:0")
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // BUGGIFY: a window of a few milliseconds, so the bound is raised every few batches.
+        let tso_window_ms = if buggify(Point::PdTsoWindowShort) { 5 } else { config.tso_window_ms };
+        Ok(PdService {
+            tso: TsoState::new(tso_window_ms),
+            ids: IdState::new(config.id_step),
+            meta: Meta::default(),
+            config,
+            clock,
+            endpoint,
+            storage: Storage::new(raw),
+        })
+    }
+
+    /// Serves until the node dies.
+    pub async fn run(mut self) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for _ in 0..4 {
+            spawn_receiver(self.endpoint.clone(), tx.clone());
+        }
+        drop(tx);
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            let (tso, others): (Vec<Pending>, Vec<Pending>) =
+                batch.into_iter().partition(|p| matches!(p.request, PdRequest::Tso { .. }));
+            if !tso.is_empty() {
+                self.serve_tso(tso).await;
+            }
+            for pending in others {
+                let response = match self.redirect() {
+                    Some(error) => PdResponse::Error(error),
+                    None => self.serve_one(pending.request.clone()).await,
+                };
+                self.reply(&pending, response);
+            }
+        }
+    }
+
+    /// `NotLeader` naming the PD node whose store leads the PD region, when that is not this
+    /// node (as the storage client last learned it).
+    fn redirect(&self) -> Option<PdError> {
+        let leader = self.storage.raw().region_cache().leader(PD_REGION_ID)?;
+        if leader.store_id == self.config.node_id {
+            return None;
+        }
+        probe(Probe::PdRedirected);
+        Some(PdError::NotLeader { leader: Some(leader.store_id) })
+    }
+
+    fn reply(&self, pending: &Pending, response: PdResponse) {
+        let envelope = PdResponseEnvelope { request_id: pending.request_id, response };
+        let (endpoint, to) = (self.endpoint.clone(), pending.from);
+        drop(madsim::task::spawn(async move {
+            // A lost answer is the client's timeout to handle.
+            let _ = send_msg(&endpoint, to, TAG_PD_RESPONSE, envelope).await;
+        }));
+    }
+
+    /// Answers every TSO request of `batch` after one read of the saved bound.
+    async fn serve_tso(&mut self, batch: Vec<Pending>) {
+        let mut valid = Vec::new();
+        for pending in batch {
+            let PdRequest::Tso { count } = pending.request else { unreachable!("TSO batch") };
+            if count == 0 || count > MAX_TSO_COUNT {
+                let reason = format!("TSO count {count} is not in [1, {MAX_TSO_COUNT}]");
+                self.reply(&pending, PdResponse::Error(PdError::Invalid { reason }));
+            } else if let Some(error) = self.redirect() {
+                self.reply(&pending, PdResponse::Error(error));
+            } else {
+                valid.push((pending, count));
+            }
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let total: u64 = valid.iter().map(|(_, count)| u64::from(*count)).sum();
+        let total = u32::try_from(total).unwrap_or(u32::MAX);
+        match self.allocate_tso(total).await {
+            Ok(first) => {
+                let mut next = first.0;
+                for (pending, count) in &valid {
+                    let response = PdResponse::Tso { first: Timestamp(next), count: *count };
+                    next += u64::from(*count);
+                    self.reply(pending, response);
+                }
+            }
+            Err(error) => {
+                for (pending, _) in &valid {
+                    self.reply(pending, PdResponse::Error(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// The first of `count` consecutive timestamps (`first.0 + k`: a logical counter that
+    /// passes its 18 bits carries into the milliseconds, which the plan kept below the bound).
+    async fn allocate_tso(&mut self, count: u32) -> Result<Timestamp, PdError> {
+        for _ in 0..3 {
+            if !(canary(Canary::TsoTrustsItsCache) && self.tso.owned_bound_ms().is_some()) {
+                match self.storage.tso_bound().await {
+                    Ok(stored) => self.tso.observe(stored),
+                    Err(e) => {
+                        self.tso.forget();
+                        return Err(e.into());
+                    }
+                }
+            }
+            match self.tso.plan(self.clock.now_ms(), count) {
+                Plan::Serve { first } => return Ok(first),
+                Plan::Raise { expected, new_bound_ms } => {
+                    match self.storage.swap_tso_bound(expected, new_bound_ms).await {
+                        Ok(Swap::Done) => {
+                            probe(Probe::PdTsoBoundRaised);
+                            self.tso.raised(new_bound_ms);
+                        }
+                        Ok(Swap::Lost { found }) => {
+                            probe(Probe::PdTsoBoundLost);
+                            self.tso.observe(found);
+                        }
+                        Err(e) => {
+                            self.tso.forget();
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        Err(PdError::Unavailable { reason: "the TSO bound kept moving".into() })
+    }
+
+    async fn alloc_id(&mut self) -> Result<u64, PdError> {
+        for _ in 0..3 {
+            let stored = if self.ids.exhausted() { self.storage.id_end().await? } else { None };
+            match self.ids.plan(stored) {
+                IdPlan::Serve { id } => return Ok(id),
+                IdPlan::Claim { expected, new_end } => {
+                    match self.storage.swap_id_end(expected, new_end).await {
+                        Ok(Swap::Done) => self.ids.claimed(expected, new_end),
+                        Ok(Swap::Lost { .. }) => {}
+                        Err(e) => {
+                            self.ids.forget();
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        Err(PdError::Unavailable { reason: "the ID window kept moving".into() })
+    }
+
+    async fn serve_one(&mut self, request: PdRequest) -> PdResponse {
+        let result = match request {
+            PdRequest::Tso { .. } => unreachable!("served in batches"),
+            PdRequest::AllocId => self.alloc_id().await.map(|id| PdResponse::Id { id }),
+            other => self.meta.serve(&mut self.storage, other, self.clock.now_ms()).await,
+        };
+        result.unwrap_or_else(PdResponse::Error)
+    }
+}
+
+fn spawn_receiver(endpoint: Endpoint, tx: mpsc::UnboundedSender<Pending>) {
+    drop(madsim::task::spawn(async move {
+        let inbox = Inbox::new(TAG_PD_REQUEST, MAX_MESSAGE_BYTES);
+        loop {
+            let Ok((envelope, from)) = inbox.recv::<PdRequestEnvelope>(&endpoint).await else {
+                return;
+            };
+            let Ok(envelope) = envelope else { continue };
+            let pending =
+                Pending { request_id: envelope.request_id, from, request: envelope.request };
+            if tx.send(pending).is_err() {
+                return;
+            }
+        }
+    }));
+}
