@@ -1,6 +1,8 @@
 //! PD's view of the cluster: stores with their last heartbeat, and the region tree as the
 //! regions' leaders last reported it (staleness rules included).
 
+#![warn(missing_docs)]
+
 mod region_tree;
 mod store;
 #[cfg(test)]
@@ -49,6 +51,11 @@ impl HeartbeatOutcome {
     pub fn is_unchanged(&self) -> bool {
         !self.needs_persist && !self.leader_changed && !self.stats_changed
     }
+
+    /// Only the leader or the stats changed: update memory, persist nothing.
+    pub fn is_memory_only(&self) -> bool {
+        !self.needs_persist && (self.leader_changed || self.stats_changed)
+    }
 }
 
 /// Stores and regions as PD knows them. Pure: time comes in as `now_ms`.
@@ -68,10 +75,12 @@ fn stale(reason: String) -> PdError {
 }
 
 impl Cluster {
+    /// An empty cluster: no stores, no regions.
     pub fn new(config: ClusterConfig) -> Cluster {
         Cluster { config, ..Default::default() }
     }
 
+    /// The knobs this view was made with.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }
@@ -120,6 +129,7 @@ impl Cluster {
         self.stores.get_mut(&store_id).map(|info| info.tombstone = true).is_some()
     }
 
+    /// The store, tombstones included.
     pub fn store(&self, store_id: StoreId) -> Option<&StoreInfo> {
         self.stores.get(&store_id)
     }
@@ -144,7 +154,8 @@ impl Cluster {
     // ---- regions ----
 
     /// Takes a region heartbeat, or refuses it as stale: its epoch is older than the one held
-    /// for its id, its term older at an equal epoch, or it overlaps another held region with
+    /// for its id, its (non-zero) term older than the held one, or it overlaps another held
+    /// region with
     /// a greater version. An accepted heartbeat replaces the region and drops every region it
     /// overlaps, so splits and merges reported in any order end with the newest ranges.
     pub fn process_region_heartbeat(
@@ -179,7 +190,9 @@ impl Cluster {
             }
         }
 
-        let new = CachedRegion::from_heartbeat(hb);
+        let mut new = CachedRegion::from_heartbeat(hb);
+        // A heartbeat without a term does not forget the one held.
+        new.term = new.term.max(held.map_or(0, |h| h.term));
         let mut outcome = match held {
             None => {
                 HeartbeatOutcome { needs_persist: true, leader_changed: true, ..Default::default() }
@@ -213,14 +226,17 @@ impl Cluster {
         self.regions.remove(region_id)
     }
 
+    /// The region tree, for iteration and per-store tallies.
     pub fn regions(&self) -> &RegionTree {
         &self.regions
     }
 
+    /// The region held under `region_id`.
     pub fn region(&self, region_id: RegionId) -> Option<&CachedRegion> {
         self.regions.get(region_id)
     }
 
+    /// The region whose range holds `key` (`None` in a gap not yet reported).
     pub fn region_by_key(&self, key: &[u8]) -> Option<&CachedRegion> {
         self.regions.get_by_key(key)
     }
@@ -267,14 +283,16 @@ fn check_not_stale(held: &CachedRegion, hb: &RegionHeartbeat) -> Result<(), PdEr
             epoch_str(held_epoch)
         )));
     }
-    // An old leader's late heartbeat must not take leadership back from the new one.
-    if epoch == held_epoch && hb.term < held.term {
+    // A deposed leader's late heartbeat must not take leadership back from the new one. Term
+    // 0 means "not reported" and is let through on the epoch alone.
+    if hb.term > 0 && hb.term < held.term {
         return Err(stale(format!(
-            "region {}: heartbeat term {} is older than held term {} at epoch {}",
+            "region {}: heartbeat term {} at epoch {} is older than held term {} at epoch {}",
             hb.region.id,
             hb.term,
+            epoch_str(epoch),
             held.term,
-            epoch_str(epoch)
+            epoch_str(held_epoch)
         )));
     }
     Ok(())

@@ -10,14 +10,19 @@ use minikv_proto::pdpb::{DownPeer, RegionHeartbeat, RegionInfo};
 /// A region as its leader last reported it (or as loaded from PD's persisted metadata).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CachedRegion {
+    /// Range, epoch and peers: the metadata PD persists.
     pub region: Region,
     /// `None` for a region loaded from metadata whose leader has not heartbeated yet.
     pub leader: Option<Peer>,
     /// The leader's Raft term at its last heartbeat (0 before any).
     pub term: u64,
+    /// Peers whose logs lag far behind the leader's.
     pub pending_peers: Vec<Peer>,
+    /// Peers the leader has not heard from, with for how long.
     pub down_peers: Vec<DownPeer>,
+    /// The leader's estimate of the region's data size.
     pub approximate_size_bytes: u64,
+    /// The leader's estimate of the region's key count.
     pub approximate_keys: u64,
 }
 
@@ -35,6 +40,7 @@ impl CachedRegion {
         }
     }
 
+    /// The region's id.
     pub fn id(&self) -> RegionId {
         self.region.id
     }
@@ -44,6 +50,7 @@ impl CachedRegion {
         RegionInfo { region: self.region.clone(), leader: self.leader.clone() }
     }
 
+    /// True when the leader reported `peer_id` as lagging.
     pub fn is_pending(&self, peer_id: u64) -> bool {
         self.pending_peers.iter().any(|p| p.id == peer_id)
     }
@@ -53,6 +60,7 @@ impl CachedRegion {
         self.down_peers.iter().find(|d| d.peer.id == peer_id).map(|d| d.down_ms)
     }
 
+    /// The store of the leader, if one has reported.
     pub fn leader_store_id(&self) -> Option<StoreId> {
         self.leader.as_ref().map(|l| l.store_id)
     }
@@ -88,14 +96,17 @@ fn at_or_before(key: &[u8]) -> (Bound<&[u8]>, Bound<&[u8]>) {
 }
 
 impl RegionTree {
+    /// Regions held.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
+    /// True when no region is held.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 
+    /// The region held under `region_id`.
     pub fn get(&self, region_id: RegionId) -> Option<&CachedRegion> {
         self.by_id.get(&region_id)
     }
@@ -163,19 +174,6 @@ impl RegionTree {
         let removed = self.by_start_key.remove(&region.region.start_key);
         assert_eq!(removed, Some(region_id), "region tree indexes disagree");
         Some(region)
-    }
-
-    /// Gives mutable access to a held region's non-key fields. The range must not change here
-    /// (use `insert`), which the call asserts.
-    pub fn update<R>(&mut self, region_id: RegionId, f: impl FnOnce(&mut CachedRegion) -> R) -> R {
-        let region = self.by_id.get_mut(&region_id).expect("update of a region not held");
-        let (start, end) = (region.region.start_key.clone(), region.region.end_key.clone());
-        let out = f(region);
-        assert!(
-            region.region.start_key == start && region.region.end_key == end,
-            "update must not change region {region_id}'s range"
-        );
-        out
     }
 
     /// Regions, leaders and size per store, over every region held. O(regions).

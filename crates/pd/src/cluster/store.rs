@@ -18,11 +18,13 @@ pub enum StoreState {
 /// A store's metadata and what its last heartbeat said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreInfo {
+    /// Id and address, as the store registered them.
     pub store: Store,
     /// The stats of the last store heartbeat, `None` before the first one.
     pub stats: Option<StoreStats>,
     /// When the store last heartbeated (or registered, before its first heartbeat).
     pub last_heartbeat_ms: u64,
+    /// Removed for good (see `StoreState::Tombstone`).
     pub tombstone: bool,
 }
 
@@ -32,6 +34,7 @@ impl StoreInfo {
         StoreInfo { store, stats: None, last_heartbeat_ms: now_ms, tombstone: false }
     }
 
+    /// The store's id.
     pub fn id(&self) -> StoreId {
         self.store.id
     }

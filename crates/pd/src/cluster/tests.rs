@@ -107,14 +107,22 @@ fn leader_change_is_taken_and_an_older_terms_heartbeat_is_refused() {
     hb.leader = voter(12, 2);
     hb.term = 2;
     let outcome = cluster.process_region_heartbeat(&hb, 0).unwrap();
-    assert!(outcome.leader_changed && !outcome.needs_persist, "{outcome:?}");
+    assert!(outcome.leader_changed && outcome.is_memory_only(), "{outcome:?}");
     assert_eq!(cluster.store_leader_count(1), 0);
     assert_eq!(cluster.store_leader_count(2), 1);
 
     // The deposed leader's late heartbeat (term 1, same epoch) must not win leadership back.
     let reason = stale_reason(cluster.process_region_heartbeat(&three_peer_heartbeat(1, 1), 0));
     assert!(reason.contains("term 1") && reason.contains("term 2"), "{reason}");
+    // Even with a newer epoch (a change it committed before it was deposed).
+    stale_reason(cluster.process_region_heartbeat(&three_peer_heartbeat(2, 1), 0));
     assert_eq!(cluster.region(1).unwrap().leader, Some(voter(12, 2)));
+    // A heartbeat that reports no term is judged by its epoch alone.
+    let mut termless = three_peer_heartbeat(2, 1);
+    termless.leader = voter(12, 2);
+    termless.term = 0;
+    assert!(cluster.process_region_heartbeat(&termless, 0).unwrap().needs_persist);
+    assert_eq!(cluster.region(1).unwrap().term, 2, "the held term is kept");
 }
 
 #[test]

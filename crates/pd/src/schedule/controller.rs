@@ -8,16 +8,19 @@ use minikv_proto::metapb::RegionId;
 use minikv_proto::pdpb::OperatorStep;
 
 use super::operator::{Operator, OperatorKind};
-use crate::cluster::CachedRegion;
+use crate::cluster::{CachedRegion, Cluster};
 
 /// What became of the operators of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OperatorCounts {
+    /// Operators started.
     pub created: u64,
+    /// Operators whose every step the region showed done.
     pub finished: u64,
     /// Dropped because the region's epoch moved in a way the steps do not explain, or by an
     /// explicit `cancel`.
     pub cancelled: u64,
+    /// Operators dropped for running longer than `operator_timeout_ms`.
     pub timed_out: u64,
 }
 
@@ -49,10 +52,12 @@ impl OperatorController {
         true
     }
 
+    /// The region's running operator.
     pub fn get(&self, region_id: RegionId) -> Option<&Operator> {
         self.operators.get(&region_id)
     }
 
+    /// True when the region has a running operator.
     pub fn has_operator(&self, region_id: RegionId) -> bool {
         self.operators.contains_key(&region_id)
     }
@@ -62,10 +67,12 @@ impl OperatorController {
         self.operators.values()
     }
 
+    /// Running operators.
     pub fn len(&self) -> usize {
         self.operators.len()
     }
 
+    /// True when no operator runs.
     pub fn is_empty(&self) -> bool {
         self.operators.is_empty()
     }
@@ -85,6 +92,27 @@ impl OperatorController {
         let op = self.operators.remove(&region_id)?;
         self.counts.entry(op.kind).or_default().cancelled += 1;
         Some(op)
+    }
+
+    /// Drops, without waiting for a heartbeat, the operators whose region PD no longer holds
+    /// (merged away: cancelled) and those past their timeout (a region that went silent:
+    /// timed out), so they stop counting against the limits. Returns their regions.
+    pub fn sweep(&mut self, cluster: &Cluster, now_ms: u64) -> Vec<RegionId> {
+        let mut dropped = Vec::new();
+        let timeout_ms = self.operator_timeout_ms;
+        self.operators.retain(|region_id, op| {
+            let counts = self.counts.entry(op.kind).or_default();
+            if cluster.region(*region_id).is_none() {
+                counts.cancelled += 1;
+            } else if op.is_timed_out(now_ms, timeout_ms) {
+                counts.timed_out += 1;
+            } else {
+                return true;
+            }
+            dropped.push(*region_id);
+            false
+        });
+        dropped
     }
 
     /// Takes an accepted heartbeat of `region`: moves its operator past the steps the region
@@ -203,6 +231,21 @@ mod tests {
         assert_eq!(ctl.on_heartbeat(&r, 10 * TIMEOUT_MS), None);
         assert_eq!(ctl.counts(OperatorKind::Replica).finished, 1);
         assert_eq!(ctl.counts(OperatorKind::Replica).timed_out, 0);
+    }
+
+    #[test]
+    fn sweep_drops_operators_of_vanished_or_silent_regions() {
+        let mut cluster = crate::cluster::test_util::cluster_with_stores(4, 0);
+        let held = crate::cluster::test_util::heartbeat(cached(3, 1).region);
+        crate::cluster::test_util::put_region(&mut cluster, &held);
+        let mut ctl = OperatorController::new(TIMEOUT_MS);
+        ctl.add(add_voter_operator(1, 0)); // Held, silent since creation.
+        ctl.add(add_voter_operator(2, 0)); // Not held: merged away.
+        assert_eq!(ctl.sweep(&cluster, TIMEOUT_MS), vec![2]);
+        assert_eq!(ctl.counts(OperatorKind::Replica).cancelled, 1);
+        assert_eq!(ctl.sweep(&cluster, TIMEOUT_MS + 1), vec![1]);
+        assert_eq!(ctl.counts(OperatorKind::Replica).timed_out, 1);
+        assert!(ctl.is_empty());
     }
 
     #[test]

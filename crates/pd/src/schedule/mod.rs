@@ -1,6 +1,8 @@
 //! Operators (steps sent to a region's leader, one operator per region) and the checkers and
 //! schedulers that create them; `Scheduler::schedule` is the round the PD leader runs.
 
+#![warn(missing_docs)]
+
 mod balance;
 mod controller;
 mod operator;
@@ -35,9 +37,11 @@ pub struct ScheduleConfig {
     pub leader_count_tolerance: u64,
     /// Operators one `schedule` call creates at most.
     pub max_operators_per_round: usize,
-    /// Running operators of each kind at most.
+    /// Running replica operators at most.
     pub replica_operator_limit: usize,
+    /// Running balance-leader operators at most.
     pub balance_leader_operator_limit: usize,
+    /// Running balance-region operators at most.
     pub balance_region_operator_limit: usize,
 }
 
@@ -76,13 +80,17 @@ pub fn region_weight_bytes(region: &CachedRegion) -> u64 {
 /// remaining steps of running operators and of those this round created.
 #[derive(Debug)]
 pub struct ScheduleView<'a> {
+    /// The cluster as PD holds it.
     pub cluster: &'a Cluster,
+    /// The round's knobs.
     pub config: &'a ScheduleConfig,
+    /// The round's time: stamps new operators and judges store liveness.
     pub now_ms: u64,
     loads: BTreeMap<StoreId, StoreLoad>,
 }
 
 impl<'a> ScheduleView<'a> {
+    /// The view of `cluster` at `now_ms`, counting `controller`'s running operators.
     pub fn new(
         cluster: &'a Cluster,
         config: &'a ScheduleConfig,
@@ -225,16 +233,20 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler with `config`; panics if `max_replicas` is 0.
     pub fn new(config: ScheduleConfig) -> Scheduler {
         assert!(config.max_replicas >= 1, "max_replicas must be at least 1");
         Scheduler { config }
     }
 
+    /// The knobs this scheduler runs with.
     pub fn config(&self) -> &ScheduleConfig {
         &self.config
     }
 
-    /// One round: the replica checker over every region (id order) first, then balance-leader,
+    /// One round: operators of vanished or silent regions swept away (see
+    /// `OperatorController::sweep`), then the replica checker over every region (id order), then
+    /// balance-leader,
     /// then balance-region, creating at most `max_operators_per_round` operators (and never
     /// more running per kind than its limit). Returns the regions given an operator, in order.
     /// Deterministic for equal inputs.
@@ -252,6 +264,7 @@ impl Scheduler {
             ids_exhausted = id.is_none();
             id
         };
+        controller.sweep(cluster, now_ms);
         let mut view = ScheduleView::new(cluster, &self.config, controller, now_ms);
         let mut created = Vec::new();
         let room = |controller: &OperatorController, created: &Vec<RegionId>, kind| {

@@ -51,11 +51,15 @@ pub fn step_is_done(step: &OperatorStep, region: &Region, leader: Option<&Peer>)
 /// The steps for one region, done in order; `current_step` is the first not yet seen done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator {
+    /// The region the steps are for.
     pub region_id: RegionId,
+    /// Who made it, for counts and limits.
     pub kind: OperatorKind,
+    /// The steps, done in order (never empty).
     pub steps: Vec<OperatorStep>,
     /// Index into `steps` of the step in flight; `steps.len()` once all are done.
     pub current_step: usize,
+    /// When it was made; it times out `operator_timeout_ms` later.
     pub created_at_ms: u64,
     /// The region's epoch when the operator was made; later epochs must be explained by the
     /// steps done since.
@@ -81,6 +85,7 @@ impl Operator {
         self.steps.get(self.current_step)
     }
 
+    /// True once the region has shown every step done.
     pub fn is_finished(&self) -> bool {
         self.current_step >= self.steps.len()
     }
