@@ -281,3 +281,95 @@ fn store_heartbeats_keep_liveness_and_stats_and_tombstones_are_final() {
     assert!(cluster.process_store_heartbeat(from_tombstone, 0).is_err());
     assert_eq!(cluster.stores().map(|s| s.id()).collect::<Vec<_>>(), vec![1, 2]);
 }
+
+/// A xorshift generator: deterministic shuffles without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Key-space positions: 0 is the empty start key, `END` the unbounded end.
+const END: u64 = 1 << 32;
+
+fn pos_key(pos: u64) -> Vec<u8> {
+    if pos == 0 || pos == END { Vec::new() } else { (pos as u32).to_be_bytes().to_vec() }
+}
+
+/// (id, start, end, version) -> a one-peer heartbeat.
+fn truth_heartbeat(id: u64, start: u64, end: u64, version: u64) -> RegionHeartbeat {
+    let mut r = region(id, "", "", (1, version), vec![voter(10 * id, 1)]);
+    (r.start_key, r.end_key) = (pos_key(start), pos_key(end));
+    heartbeat(r)
+}
+
+/// Splits and merges happen in a model; their heartbeats (and older ones) arrive shuffled,
+/// repeated and late. The tree stays well formed throughout, and once each live region's
+/// latest heartbeat has arrived, in any order, it is exactly the model. (Meanwhile, as in PD,
+/// a dead region's late heartbeat may fill a gap no newer region covers yet; the newer
+/// region's heartbeat removes it, since versions only grow along any key's lineage.)
+#[test]
+fn shuffled_split_and_merge_heartbeats_converge_to_the_latest_layout() {
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut cluster = cluster_with_stores(1, 0);
+        // The model: regions in key order as (id, start, end, version).
+        let mut truth: Vec<(u64, u64, u64, u64)> = vec![(1, 0, END, 1)];
+        let mut history = vec![truth_heartbeat(1, 0, END, 1)];
+        let mut next_id = 2;
+        for _ in 0..60 {
+            let i = rng.below(truth.len());
+            let (id, start, end, version) = truth[i];
+            if rng.below(3) > 0 && end - start >= 2 {
+                // Split: the new region takes the left half; both move to version + 1.
+                let mid = start + (end - start) / 2;
+                truth[i] = (id, mid, end, version + 1);
+                truth.insert(i, (next_id, start, mid, version + 1));
+                history.push(truth_heartbeat(next_id, start, mid, version + 1));
+                history.push(truth_heartbeat(id, mid, end, version + 1));
+                next_id += 1;
+            } else if i + 1 < truth.len() {
+                // Merge with the right neighbour; either one survives.
+                let right = truth.remove(i + 1);
+                let version = version.max(right.3) + 1;
+                let survivor = if rng.below(2) == 0 { id } else { right.0 };
+                truth[i] = (survivor, start, right.2, version);
+                history.push(truth_heartbeat(survivor, start, right.2, version));
+            }
+            for _ in 0..rng.below(4) {
+                let hb = &history[rng.below(history.len())];
+                if let Err(e) = cluster.process_region_heartbeat(hb, 0) {
+                    assert!(matches!(e, PdError::StaleRegion { .. }), "seed {seed}: {e:?}");
+                }
+                cluster.regions().check_invariants();
+            }
+        }
+        let mut latest: Vec<RegionHeartbeat> =
+            truth.iter().map(|&(id, s, e, v)| truth_heartbeat(id, s, e, v)).collect();
+        while !latest.is_empty() {
+            let hb = latest.remove(rng.below(latest.len()));
+            cluster.process_region_heartbeat(&hb, 0).expect("the latest heartbeat is accepted");
+        }
+        cluster.regions().check_invariants();
+        let held: Vec<(u64, Vec<u8>, Vec<u8>, u64)> = cluster
+            .scan_regions(b"", b"", usize::MAX)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id(),
+                    r.region.start_key.clone(),
+                    r.region.end_key.clone(),
+                    r.region.epoch.version,
+                )
+            })
+            .collect();
+        let expected: Vec<(u64, Vec<u8>, Vec<u8>, u64)> =
+            truth.iter().map(|&(id, s, e, v)| (id, pos_key(s), pos_key(e), v)).collect();
+        assert_eq!(held, expected, "seed {seed}");
+    }
+}
