@@ -155,9 +155,9 @@ impl Cluster {
 
     /// Takes a region heartbeat, or refuses it as stale: its epoch is older than the one held
     /// for its id, its (non-zero) term older than the held one, or it overlaps another held
-    /// region with
-    /// a greater version. An accepted heartbeat replaces the region and drops every region it
-    /// overlaps, so splits and merges reported in any order end with the newest ranges.
+    /// region with a greater version. An accepted heartbeat replaces the region and drops
+    /// every region it overlaps, so splits and merges reported in any order end with the
+    /// newest ranges. A leader that is not a peer, or an empty range, is `Invalid`.
     pub fn process_region_heartbeat(
         &mut self,
         hb: &RegionHeartbeat,
@@ -171,6 +171,11 @@ impl Cluster {
                     "region {}: leader {:?} is not one of its peers",
                     region.id, hb.leader
                 ),
+            });
+        }
+        if !region.end_key.is_empty() && region.start_key >= region.end_key {
+            return Err(PdError::Invalid {
+                reason: format!("region {}: empty key range", region.id),
             });
         }
         let held = self.regions.get(region.id);

@@ -141,11 +141,14 @@ fn approximate_size_change_is_memory_only_and_feeds_store_sizes() {
 }
 
 #[test]
-fn heartbeat_whose_leader_is_not_a_peer_is_invalid() {
+fn heartbeat_whose_leader_is_not_a_peer_or_whose_range_is_empty_is_invalid() {
     let mut cluster = cluster_with_stores(3, 0);
     let mut hb = three_peer_heartbeat(1, 1);
     hb.leader = voter(99, 1);
     assert!(matches!(cluster.process_region_heartbeat(&hb, 0), Err(PdError::Invalid { .. })));
+    let empty_range = heartbeat(region(1, "m", "m", (1, 1), vec![voter(11, 1)]));
+    let result = cluster.process_region_heartbeat(&empty_range, 0);
+    assert!(matches!(result, Err(PdError::Invalid { .. })), "{result:?}");
     assert!(cluster.regions().is_empty());
 }
 
