@@ -151,7 +151,7 @@ fn learner_left_behind_is_promoted_when_short_and_removed_when_not() {
 }
 
 #[test]
-fn regions_without_a_leader_or_an_id_are_left_alone() {
+fn regions_without_a_leader_or_a_free_peer_id_are_left_alone() {
     let mut cluster = cluster(4, &[]);
     let loaded = crate::cluster::test_util::region(1, "a", "b", (1, 1), vec![voter(11, 1)]);
     cluster.load_region(loaded);
