@@ -474,6 +474,31 @@ impl RawClient {
         region.peers[self.rotation % region.peers.len()].clone()
     }
 
+    /// Asks `store` alone which region holds `key` and which peer leads it, as that store
+    /// knows (a follower learns its leader from the leader's messages), and caches the
+    /// answer. `None` if the store did not answer within one RPC timeout.
+    pub async fn locate_at(
+        &mut self,
+        store: StoreId,
+        key: &[u8],
+    ) -> Option<(Region, Option<Peer>)> {
+        let deadline_ms = self.clock.now_ms() + self.config.rpc_timeout_ms;
+        let request = KvRequest::LocateKey { key: key.to_vec() };
+        let Attempt::Answered(KvResponse::Located { region, leader }) =
+            self.call(store, KvContext::default(), request, deadline_ms).await
+        else {
+            return None;
+        };
+        if region.contains_key(key) && !region.peers.is_empty() {
+            self.cache.insert(region.clone());
+            match &leader {
+                Some(leader) => self.cache.set_leader(region.id, leader.clone()),
+                None => self.cache.forget_leader(region.id),
+            }
+        }
+        Some((region, leader))
+    }
+
     /// The cached region of `key`, or asks stores in rotation until one knows it.
     async fn locate(&mut self, key: &[u8], deadline_ms: u64) -> Option<Arc<Region>> {
         if let Some(region) = self.cache.locate_shared(key) {

@@ -47,7 +47,7 @@ impl PdClientConfig {
         PdClientConfig {
             members,
             request_timeout_ms: 5_000,
-            rpc_timeout_ms: 1_500,
+            rpc_timeout_ms: 500,
             backoff_base_ms: 5,
             backoff_max_ms: 200,
         }
@@ -180,8 +180,10 @@ impl PdClient {
                     }
                 }
                 Some(PdResponse::Error(PdError::Unavailable { reason })) => {
+                    // The node may be cut off from the others: ask another one next.
                     self.stats.unavailable += 1;
                     last_error = format!("PD node {target}: {reason}");
+                    self.leader = None;
                     self.sleep_backoff(&mut backoff_ms, deadline_ms).await;
                 }
                 Some(PdResponse::Error(error)) => return Err(PdClientError::Refused(error)),

@@ -23,8 +23,10 @@ use crate::tso::{Plan, TsoState};
 
 /// The port a PD node serves PD requests on.
 pub const PD_PORT: u16 = 2379;
-/// The id of the region holding PD's state, on the PD nodes' own stores.
-pub const PD_REGION_ID: u64 = 1;
+/// The id of the region holding PD's state, on the PD nodes' own stores. Apart from every
+/// data region's id (the first data region is 1, PD hands out IDs from `ids::FIRST_ID` up), so
+/// that a trace, and the Raft audit reading it, never confuses the two groups.
+pub const PD_REGION_ID: u64 = 999;
 /// Most timestamps one request may ask for.
 pub const MAX_TSO_COUNT: u32 = 1 << 16;
 
@@ -56,7 +58,7 @@ impl PdConfig {
             store_addrs,
             tso_window_ms: 3_000,
             id_step: 1_000,
-            storage_timeout_ms: 1_000,
+            storage_timeout_ms: 300,
         }
     }
 }
@@ -130,7 +132,7 @@ impl PdService {
                 self.serve_tso(tso).await;
             }
             for pending in others {
-                let response = match self.redirect() {
+                let response = match self.redirect().await {
                     Some(error) => PdResponse::Error(error),
                     None => self.serve_one(pending.request.clone()).await,
                 };
@@ -140,14 +142,25 @@ impl PdService {
     }
 
     /// `NotLeader` naming the PD node whose store leads the PD region, when that is not this
-    /// node (as the storage client last learned it).
-    fn redirect(&self) -> Option<PdError> {
-        let leader = self.storage.raw().region_cache().leader(PD_REGION_ID)?;
-        if leader.store_id == self.config.node_id {
+    /// node. The storage client's cache answers when it names this node (a stale "this node"
+    /// costs nothing: storage requests find the real leader, and the cache follows); otherwise
+    /// the node asks its own store, whose view of the leader is fresh, so that two nodes never
+    /// send clients to each other on stale caches.
+    async fn redirect(&mut self) -> Option<PdError> {
+        let me = self.config.node_id;
+        let cached = self.storage.raw().region_cache().leader(PD_REGION_ID).map(|p| p.store_id);
+        if cached == Some(me) {
+            return None;
+        }
+        let (_, leader) = self.storage.raw_mut().locate_at(me, b"").await?;
+        let leader = leader.map(|p| p.store_id);
+        if leader == Some(me) {
             return None;
         }
         probe(Probe::PdRedirected);
-        Some(PdError::NotLeader { leader: Some(leader.store_id) })
+        let error = PdError::NotLeader { leader };
+        tracing::debug!(target: "minikv::pd", "pd {me}: {error}");
+        Some(error)
     }
 
     fn reply(&self, pending: &Pending, response: PdResponse) {
@@ -161,14 +174,15 @@ impl PdService {
 
     /// Answers every TSO request of `batch` after one read of the saved bound.
     async fn serve_tso(&mut self, batch: Vec<Pending>) {
+        let redirect = self.redirect().await;
         let mut valid = Vec::new();
         for pending in batch {
             let PdRequest::Tso { count } = pending.request else { unreachable!("TSO batch") };
             if count == 0 || count > MAX_TSO_COUNT {
                 let reason = format!("TSO count {count} is not in [1, {MAX_TSO_COUNT}]");
                 self.reply(&pending, PdResponse::Error(PdError::Invalid { reason }));
-            } else if let Some(error) = self.redirect() {
-                self.reply(&pending, PdResponse::Error(error));
+            } else if let Some(error) = &redirect {
+                self.reply(&pending, PdResponse::Error(error.clone()));
             } else {
                 valid.push((pending, count));
             }
@@ -178,7 +192,22 @@ impl PdService {
         }
         let total: u64 = valid.iter().map(|(_, count)| u64::from(*count)).sum();
         let total = u32::try_from(total).unwrap_or(u32::MAX);
-        match self.allocate_tso(total).await {
+        let result = self.allocate_tso(total).await;
+        match &result {
+            Ok(first) => tracing::debug!(
+                target: "minikv::pd",
+                "pd {}: {} TSO requests get [{first}, +{total}]",
+                self.config.node_id,
+                valid.len()
+            ),
+            Err(e) => tracing::debug!(
+                target: "minikv::pd",
+                "pd {}: {} TSO requests fail: {e}",
+                self.config.node_id,
+                valid.len()
+            ),
+        }
+        match result {
             Ok(first) => {
                 let mut next = first.0;
                 for (pending, count) in &valid {

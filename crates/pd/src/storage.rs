@@ -100,6 +100,11 @@ impl Storage {
         &self.raw
     }
 
+    /// The raw client, to ask a store directly (see `RawClient::locate_at`).
+    pub fn raw_mut(&mut self) -> &mut RawClient {
+        &mut self.raw
+    }
+
     async fn read_u64(&mut self, key: &[u8]) -> Result<Option<u64>, StorageError> {
         match self.raw.get(key).await.map_err(failed)? {
             None => Ok(None),

@@ -10,5 +10,6 @@ pub mod lin;
 pub mod parse;
 pub mod report;
 pub mod si;
+pub mod tso;
 
 pub use parse::{ParseError, parse_file, parse_file_with, parse_history, parse_history_with};

@@ -86,6 +86,9 @@ pub struct Report {
     /// The code probes hit, with how often.
     #[serde(default)]
     pub probes: BTreeMap<String, u64>,
+    /// The placement driver's counters (leader changes), when the run has PD nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pd: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -121,6 +124,10 @@ impl Report {
         if !self.probes.is_empty() {
             let f: Vec<String> = self.probes.iter().map(|(k, v)| format!("{k} {v}")).collect();
             s.push_str(&format!("probes hit: {}\n", f.join(", ")));
+        }
+        if !self.pd.is_empty() {
+            let f: Vec<String> = self.pd.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!("pd: {}\n", f.join(", ")));
         }
         if !self.swarm.is_empty() {
             let f: Vec<String> = self.swarm.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -165,6 +172,7 @@ mod tests {
             canaries: Vec::new(),
             buggify: BTreeMap::from([("raft-split-append".to_string(), 2)]),
             probes: BTreeMap::from([("store-log-compacted".to_string(), 1)]),
+            pd: BTreeMap::new(),
         };
         let json = r.to_json();
         assert_eq!(

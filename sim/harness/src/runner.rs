@@ -15,7 +15,7 @@ use minikv_checker::report::Validity;
 use minikv_hooks::{Canary, Session, SessionConfig};
 use minikv_proto::metapb::StoreId;
 use minikv_server::ProbeState;
-use minikv_server::sim_cluster::{FIRST_REGION_ID, SimCluster, SimClusterConfig};
+use minikv_server::sim_cluster::{FIRST_REGION_ID, NodeKind, SimCluster, SimClusterConfig};
 
 use crate::history::Recorder;
 use crate::memory;
@@ -40,6 +40,8 @@ struct SimResult {
     /// The `raft-log` check, when the scenario asks for it.
     raft_log: Option<CheckResult>,
     workload_checks: Vec<(String, CheckResult)>,
+    /// PD's counters for the report (leader changes).
+    pd: BTreeMap<String, u64>,
 }
 
 /// Runs `scenario` with `seed` in a fresh madsim runtime on the calling thread.
@@ -88,6 +90,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
     let tally = hooks.finish();
     let history_text = history.text();
     let mut checks = BTreeMap::new();
+    let mut pd = BTreeMap::new();
     let (mut verdict, mut message) = (Verdict::Pass, None);
     match outcome {
         Err(panic) => {
@@ -99,6 +102,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
                 Some(if hung { format!("the run hung past {limit_ms} simulated ms") } else { m });
         }
         Ok(sim) => {
+            pd = sim.pd;
             for (name, check) in sim.workload_checks {
                 checks.insert(name, check);
             }
@@ -142,6 +146,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
         canaries: tally.canaries.iter().map(|c| c.to_string()).collect(),
         buggify: tally.buggify.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         probes: tally.probes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        pd,
     };
     RunOutput { report, history: history_text, trace: trace.text() }
 }
@@ -205,6 +210,8 @@ fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
     config.store.snapshot_chunk_size_bytes = *c.snapshot_chunk_bytes.get_ref() as usize;
     config.store.lease_read = c.lease_read;
     config.store.lease_margin_ticks = c.lease_margin_ticks;
+    config.pd_nodes = *c.pd_nodes.get_ref();
+    config.pd.tso_window_ms = *c.pd_tso_window_ms.get_ref();
     config
 }
 
@@ -277,7 +284,12 @@ async fn simulate(
     for id in cluster.store_ids() {
         trace.name_node(cluster.node_id(id), &format!("s{id}"));
     }
+    for id in cluster.pd_ids() {
+        trace.name_node(cluster.node_id(id), &format!("pd{id}"));
+    }
     let addrs = cluster.addrs();
+    let pd_addrs = cluster.pd_addrs();
+    let tso_log = workload::TsoLog::new();
     let world = World {
         cluster: Arc::new(Mutex::new(cluster)),
         stats,
@@ -299,6 +311,9 @@ async fn simulate(
         tracing::info!(target: "minikv::sim", "phase {i} ({}) starts for {duration_ms} ms", phase.name);
         let env = Env {
             addrs: addrs.clone(),
+            pd_addrs: pd_addrs.clone(),
+            tso_log: tso_log.clone(),
+            phase: i as u64,
             history: history.clone(),
             seed,
             stop: Arc::new(AtomicBool::new(false)),
@@ -316,7 +331,16 @@ async fn simulate(
             });
         }
         let end = Instant::now() + Duration::from_millis(duration_ms);
-        let tasks = nemesis::start(&world, &nemesis_node, &phase.faults, i, seed, end);
+        let mut tasks =
+            nemesis::start(&world, &nemesis_node, (&phase.faults, NodeKind::Store), i, seed, end);
+        tasks.extend(nemesis::start(
+            &world,
+            &nemesis_node,
+            (&phase.pd_faults, NodeKind::Pd),
+            i,
+            seed,
+            end,
+        ));
         madsim::time::sleep_until(end).await;
         for t in tasks {
             t.await.expect("a nemesis task panicked");
@@ -390,7 +414,11 @@ async fn simulate(
     };
     tracing::info!(target: "minikv::sim", "metric store.lease_reads = {lease_reads}");
     run_over.store(true, Ordering::Relaxed);
-    supervisor.await.expect("the supervisor panicked");
+    let pd_leader_changes = supervisor.await.expect("the supervisor panicked");
+    if !world.cluster().pd_ids().is_empty() {
+        tracing::info!(target: "minikv::sim", "metric pd.leader_changes = {pd_leader_changes}");
+        result.pd.insert("leader_changes".into(), pd_leader_changes);
+    }
     drop(workloads);
     world_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     world.cluster().shutdown();
@@ -401,7 +429,7 @@ async fn simulate(
 
 /// A short letter for a workload client's trace name (`p0r3`, `p1a0`).
 fn w_letter(node_name: &str) -> &'static str {
-    [("-append-", "a"), ("-batch-", "b"), ("-readers-", "d"), ("-fresh-", "f")]
+    [("-append-", "a"), ("-batch-", "b"), ("-readers-", "d"), ("-fresh-", "f"), ("-tso-", "t")]
         .iter()
         .find(|(part, _)| node_name.contains(part))
         .map_or("r", |(_, letter)| letter)
@@ -409,15 +437,27 @@ fn w_letter(node_name: &str) -> &'static str {
 
 /// A node that stopped itself on an error is restarted after a pause, as a supervisor
 /// (systemd, Kubernetes) would. It also holds the run to its budget.
-async fn supervise(world: World, budget: Budget, over: Arc<AtomicBool>) {
+/// It watches the PD leader too, and returns how often it changed.
+async fn supervise(world: World, budget: Budget, over: Arc<AtomicBool>) -> u64 {
     const RESTART_AFTER_MS: u64 = 200;
     let mut failed_since: BTreeMap<StoreId, Instant> = BTreeMap::new();
+    let mut pd_leader: Option<(u64, u64)> = None;
+    let mut pd_leader_changes = 0;
     while !over.load(Ordering::Relaxed) {
         madsim::time::sleep(Duration::from_millis(50)).await;
         budget.enforce();
         let mut c = world.cluster();
         c.reap_finished_tasks();
-        for id in c.store_ids() {
+        if let Some((id, term)) = c.pd_leader_term()
+            && pd_leader.is_none_or(|(_, seen)| term > seen)
+        {
+            if pd_leader.is_some() {
+                pd_leader_changes += 1;
+            }
+            pd_leader = Some((id, term));
+            tracing::info!(target: "minikv::sim", "PD leader is pd{id} in term {term}");
+        }
+        for id in c.node_ids() {
             if !c.has_failed(id) {
                 failed_since.remove(&id);
                 continue;
@@ -426,12 +466,14 @@ async fn supervise(world: World, budget: Budget, over: Arc<AtomicBool>) {
             if since.elapsed() >= Duration::from_millis(RESTART_AFTER_MS) {
                 c.restart(id);
                 failed_since.remove(&id);
+                let what = if c.pd_ids().contains(&id) { "PD node" } else { "store" };
                 drop(c);
-                world.fault("fail-stop-restart", &format!("supervisor restarts store {id}"));
+                world.fault("fail-stop-restart", &format!("supervisor restarts {what} {id}"));
                 c = world.cluster();
             }
         }
     }
+    pd_leader_changes
 }
 
 /// Waits until every member of the region applied the same index, then compares their data

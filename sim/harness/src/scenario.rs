@@ -102,6 +102,11 @@ pub struct ClusterSpec {
     /// BUGGIFY: the chance, in parts per million, that each BUGGIFY point in the store is
     /// enabled for a run (an enabled point then fires with its own probability). 0: off.
     pub buggify_enable_ppm: Spanned<u64>,
+    /// PD nodes: a Raft group of their own, each over its own store and disk, serving the
+    /// placement driver (0: none; the stores do not ask PD for anything yet).
+    pub pd_nodes: Spanned<u64>,
+    /// How far above its clock the PD leader saves the TSO bound.
+    pub pd_tso_window_ms: Spanned<u64>,
 }
 
 /// Default chance that a BUGGIFY point is enabled for a run (FoundationDB's is a quarter).
@@ -146,6 +151,8 @@ impl Default for ClusterSpec {
             lease_margin_ticks: 2,
             canary: None,
             buggify_enable_ppm: Spanned::new(0..0, BUGGIFY_ENABLE_PPM_DEFAULT),
+            pd_nodes: Spanned::new(0..0, 0),
+            pd_tso_window_ms: Spanned::new(0..0, 3_000),
         }
     }
 }
@@ -193,6 +200,9 @@ pub struct PhaseSpec {
     pub workloads: WorkloadsSpec,
     #[serde(default)]
     pub faults: FaultsSpec,
+    /// Faults against the PD nodes (the same kinds, but membership, message and strike).
+    #[serde(default)]
+    pub pd_faults: FaultsSpec,
 }
 
 /// The workload registry: each key is a workload's name, its table the workload's parameters.
@@ -203,6 +213,20 @@ pub struct WorkloadsSpec {
     pub append: Option<AppendSpec>,
     pub readers: Option<ReadersSpec>,
     pub batch: Option<BatchSpec>,
+    pub tso: Option<TsoSpec>,
+}
+
+/// Clients asking PD for timestamps (`count` of them per request, at most `max_count`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsoSpec {
+    pub clients: Spanned<u64>,
+    #[serde(default = "default_tso_max_count")]
+    pub max_count: Spanned<u64>,
+}
+
+fn default_tso_max_count() -> Spanned<u64> {
+    Spanned::new(0..0, 8)
 }
 
 /// Linearizable register ops (read, write, cas) on a few shared keys.
@@ -354,6 +378,8 @@ impl Scenario {
         within(&c.snapshot_chunk_bytes, "cluster.snapshot_chunk_bytes", 1 << 10, 64 << 20)?;
         within(&c.buggify_enable_ppm, "cluster.buggify_enable_ppm", 0, 1_000_000)?;
         within(&self.check.liveness_ms, "check.liveness_ms", 100, 600_000)?;
+        within(&c.pd_nodes, "cluster.pd_nodes", 0, 7)?;
+        within(&c.pd_tso_window_ms, "cluster.pd_tso_window_ms", 1, 600_000)?;
         if let Some(m) = &self.check.raft_log_entries_max {
             within(m, "check.raft_log_entries_max", 1, u64::MAX)?;
         }
@@ -383,7 +409,53 @@ impl Scenario {
                 within(&w.clients, &at("workloads.batch.clients"), 1, 99)?;
                 within(&w.keys, &at("workloads.batch.keys"), 2, 99)?;
             }
-            let f = &p.faults;
+            if let Some(w) = &p.workloads.tso {
+                within(&w.clients, &at("workloads.tso.clients"), 1, 200)?;
+                within(&w.max_count, &at("workloads.tso.max_count"), 1, 1 << 16)?;
+                if *c.pd_nodes.get_ref() == 0 {
+                    let m = format!("{} needs cluster.pd_nodes of at least 1", at("workloads.tso"));
+                    return Err((w.clients.span(), m));
+                }
+            }
+            self.validate_pd_faults(i, p)?;
+            self.validate_faults(i, p, &p.faults, "faults", stores)?;
+            self.validate_faults(i, p, &p.pd_faults, "pd_faults", *c.pd_nodes.get_ref())?;
+        }
+        Ok(())
+    }
+
+    /// PD nodes take the faults of nodes and networks, not those aimed at the stores' region.
+    fn validate_pd_faults(&self, i: usize, p: &PhaseSpec) -> Result<(), (Range<usize>, String)> {
+        let at = |key: &str| format!("phase[{i}] ({}).{key}", p.name);
+        let kinds = p.pd_faults.kinds();
+        if !kinds.is_empty() && *self.cluster.pd_nodes.get_ref() == 0 {
+            return Err((
+                p.duration_ms.span(),
+                at("pd_faults needs cluster.pd_nodes of at least 1"),
+            ));
+        }
+        for kind in ["membership", "message", "strike"] {
+            if kinds.contains(&kind) {
+                let m = at(&format!("pd_faults.{kind}: not a fault PD nodes take (stores only)"));
+                return Err((p.duration_ms.span(), m));
+            }
+        }
+        Ok(())
+    }
+
+    /// One phase's fault tables (`faults` or `pd_faults`) against a group of `nodes` nodes.
+    fn validate_faults(
+        &self,
+        i: usize,
+        p: &PhaseSpec,
+        f: &FaultsSpec,
+        table: &str,
+        stores: u64,
+    ) -> Result<(), (Range<usize>, String)> {
+        let at = |key: &str| {
+            format!("phase[{i}] ({}).{table}.{}", p.name, key.trim_start_matches("faults."))
+        };
+        {
             if let Some(x) = &f.partition {
                 opt_between(&x.every_ms, &at("faults.partition.every_ms"), 1, 600_000)?;
                 if x.shapes.as_ref().is_some_and(Vec::is_empty) {
@@ -511,6 +583,9 @@ impl Scenario {
                 }
                 if let Some(m) = &x.max_drift_ppm {
                     within(m, &at("faults.clock.max_drift_ppm"), 0, 500_000)?;
+                }
+                if let Some(m) = &x.leader_ahead_ms {
+                    within(m, &at("faults.clock.leader_ahead_ms"), 1, 3_600_000)?;
                 }
             }
             if let Some(x) = &f.disk {

@@ -268,6 +268,7 @@ pub fn crash_report(scenario: &Scenario, seed: u64, message: &str, wall_ms: u64)
         canaries: Vec::new(),
         buggify: Default::default(),
         probes: Default::default(),
+        pd: Default::default(),
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) fn fake_output(scenario: &Scenario, seed: u64, verdict: Verdict) -> R
         } else {
             Default::default()
         },
+        pd: Default::default(),
     };
     RunOutput { report, history: String::new(), trace: format!("0 s1 seed {seed}\n") }
 }

@@ -14,7 +14,7 @@ use madsim::runtime::NodeHandle;
 use madsim::task::JoinHandle;
 use madsim::time::Instant;
 use minikv_proto::metapb::StoreId;
-use minikv_server::sim_cluster::SimCluster;
+use minikv_server::sim_cluster::{NodeKind, SimCluster};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 use toml::Spanned;
@@ -84,7 +84,7 @@ impl World {
         c.set_packet_loss(0.0);
         minikv_hooks::set_message_rule(None);
         c.set_latency_ms(self.base_latency_ms.min, self.base_latency_ms.max);
-        for id in c.store_ids() {
+        for id in c.node_ids() {
             c.resume(id);
             c.restart(id);
             c.clock(id).reset();
@@ -97,18 +97,38 @@ impl World {
     }
 }
 
-/// One fault task's view: its stream, the phase's end, the store ids.
+/// One fault task's view: its stream, the phase's end, the ids of the nodes it attacks.
 #[derive(Debug)]
 pub struct Ctx {
     pub world: World,
     pub rng: ChaCha8Rng,
     pub end: Instant,
+    /// The nodes of the group this task attacks (stores, or PD nodes).
     pub stores: Vec<StoreId>,
+    pub group: NodeKind,
     /// Prefix of swarm keys: `p<phase>.<kind>`.
     pub prefix: String,
 }
 
 impl Ctx {
+    /// The node leading the group's region (the first region, or the PD region).
+    pub fn leader(&self) -> Option<StoreId> {
+        self.leader_term().map(|(id, _)| id)
+    }
+
+    /// [`Ctx::leader`] and its term.
+    pub fn leader_term(&self) -> Option<(StoreId, u64)> {
+        self.world.cluster().group_leader_term(self.group)
+    }
+
+    /// What the trace calls a node of the group: `store`, or `pd`.
+    pub fn noun(&self) -> &'static str {
+        match self.group {
+            NodeKind::Store => "store",
+            NodeKind::Pd => "pd",
+        }
+    }
+
     /// Whether the phase is over.
     pub fn over(&self) -> bool {
         Instant::now() >= self.end
@@ -172,23 +192,30 @@ impl Ctx {
     }
 }
 
-/// Starts the phase's fault tasks on `node`. They end (and undo their faults) by `end`.
+/// Starts the phase's fault tasks against `group` on `node`. They end (and undo their faults)
+/// by `end`. The PD group's tasks draw from streams of their own (`nemesis/p<phase>/pd-<kind>`)
+/// and name their picks `p<phase>.pd-<kind>`.
 pub fn start(
     world: &World,
     node: &NodeHandle,
-    faults: &FaultsSpec,
+    (faults, group): (&FaultsSpec, NodeKind),
     phase: usize,
     seed: u64,
     end: Instant,
 ) -> Vec<JoinHandle<()>> {
-    let stores = world.cluster().store_ids();
+    let stores = match group {
+        NodeKind::Store => world.cluster().store_ids(),
+        NodeKind::Pd => world.cluster().pd_ids(),
+    };
     let mut tasks = Vec::new();
+    let tag = if group == NodeKind::Pd { "pd-" } else { "" };
     let ctx = |kind: &str| Ctx {
         world: world.clone(),
-        rng: crate::streams::stream(seed, &format!("nemesis/p{phase}/{kind}")),
+        rng: crate::streams::stream(seed, &format!("nemesis/p{phase}/{tag}{kind}")),
         end,
         stores: stores.clone(),
-        prefix: format!("p{phase}.{kind}"),
+        group,
+        prefix: format!("p{phase}.{tag}{kind}"),
     };
     if let Some(s) = faults.partition.clone() {
         tasks.push(node.spawn(net::partition(ctx("partition"), s)));

@@ -114,7 +114,7 @@ pub async fn partition(mut ctx: Ctx, spec: PartitionSpec) {
         } else {
             let shape = shapes[ctx.below(shapes.len() as u64) as usize];
             if matches!(shape, PartitionShape::IsolateLeader | PartitionShape::MuteLeader)
-                && let Some(leader) = ctx.world.cluster().leader()
+                && let Some(leader) = ctx.leader()
                 && let Some(at) = ids.iter().position(|id| *id == leader)
             {
                 ids.swap(0, at);

@@ -23,6 +23,7 @@ pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
     let max_down =
         spec.max_down.as_ref().map_or((ctx.stores.len() as u64 - 1) / 2, |m| *m.get_ref());
     let all_at_ms = spec.all_at_ms.as_ref().map(|a| *a.get_ref());
+    let target_leader = spec.leader.as_ref().is_some_and(|l| *l.get_ref());
     let start = Instant::now();
     let mut down: BTreeMap<StoreId, u64> = BTreeMap::new();
     let mut next_kill_ms = ctx.in_range(every);
@@ -34,7 +35,7 @@ pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
         for id in due {
             down.remove(&id);
             ctx.world.cluster().restart(id);
-            ctx.world.fault("restart", &format!("store {id} powers on"));
+            ctx.world.fault("restart", &format!("{} {id} powers on", ctx.noun()));
         }
         if !all_done && all_at_ms.is_some_and(|at| now >= at) {
             all_done = true;
@@ -44,18 +45,25 @@ pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
                     slot.insert(now + ctx.in_range(down_for));
                 }
             }
-            ctx.world.fault("kill", "every store loses power at once");
+            ctx.world.fault("kill", &format!("every {} loses power at once", ctx.noun()));
         } else if now >= next_kill_ms {
             next_kill_ms = now + ctx.in_range(every);
             if (down.len() as u64) < max_down {
                 let up: Vec<StoreId> =
                     ctx.stores.iter().copied().filter(|id| !down.contains_key(id)).collect();
                 if !up.is_empty() {
-                    let id = up[ctx.below(up.len() as u64) as usize];
+                    let mut id = up[ctx.below(up.len() as u64) as usize];
+                    if target_leader
+                        && let Some(leader) = ctx.leader()
+                        && up.contains(&leader)
+                    {
+                        id = leader;
+                    }
                     let hold = ctx.in_range(down_for);
                     ctx.world.cluster().crash(id);
                     down.insert(id, now + hold);
-                    ctx.world.fault("kill", &format!("store {id} loses power for {hold} ms"));
+                    ctx.world
+                        .fault("kill", &format!("{} {id} loses power for {hold} ms", ctx.noun()));
                 }
             }
         }
@@ -66,7 +74,7 @@ pub async fn kill(mut ctx: Ctx, spec: KillSpec) {
     }
     for id in down.into_keys() {
         ctx.world.cluster().restart(id);
-        ctx.world.fault("restart", &format!("store {id} powers on (phase end)"));
+        ctx.world.fault("restart", &format!("{} {id} powers on (phase end)", ctx.noun()));
     }
 }
 
@@ -83,7 +91,7 @@ pub async fn pause(mut ctx: Ctx, spec: PauseSpec) {
         };
         let hold = ctx.in_range(hold_for);
         ctx.world.cluster().pause(id);
-        ctx.world.fault("pause", &format!("store {id} paused for {hold} ms"));
+        ctx.world.fault("pause", &format!("{} {id} paused for {hold} ms", ctx.noun()));
         ctx.sleep_ms(hold).await;
         ctx.world.cluster().resume(id);
     }
@@ -102,11 +110,30 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
         x - max
     };
     let skew_leader = spec.skew_leader.as_ref().is_some_and(|s| *s.get_ref());
+    let leader_ahead_ms = spec.leader_ahead_ms.as_ref().map(|a| *a.get_ref() as i64);
     while ctx.next_round(every).await {
         let (id, clock) = clocks[ctx.below(clocks.len() as u64) as usize].clone();
-        // With `skew_leader`, half the rounds are the worst case for a leader lease.
-        let round = if skew_leader && ctx.below(2) == 0 { 5 } else { ctx.below(5) };
+        // With `skew_leader`, half the rounds are the worst case for a leader lease; with
+        // `leader_ahead_ms`, half the rounds put the leader's clock ahead of the others'.
+        let round = if skew_leader && ctx.below(2) == 0 {
+            5
+        } else if leader_ahead_ms.is_some() && ctx.below(2) == 0 {
+            6
+        } else {
+            ctx.below(5)
+        };
         match round {
+            6 => {
+                // The leader's clock runs ahead and every other clock keeps true time: when
+                // leadership moves, the new leader's clock is behind the old one's by that much.
+                let Some(leader) = ctx.leader() else { continue };
+                let ahead = leader_ahead_ms.unwrap_or(0);
+                for (other, c) in &clocks {
+                    c.set_offset_ms(if *other == leader { ahead } else { 0 });
+                }
+                let what = format!("{} {leader} (the leader) clock set {ahead:+} ms", ctx.noun());
+                ctx.world.fault("clock-leader-ahead", &what);
+            }
             5 => {
                 // The leader's clock runs slow (its lease lasts longer in real time) and every
                 // other clock fast (their elections come sooner), for a round; whenever the
@@ -121,7 +148,7 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
                 let start = Instant::now();
                 let mut slowed = None;
                 while since_ms(start) < hold && !ctx.over() {
-                    let leader = ctx.world.cluster().leader();
+                    let leader = ctx.leader();
                     if leader.is_some() && leader != slowed {
                         slowed = leader;
                         for (other, c) in &clocks {
@@ -141,12 +168,14 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
             0 => {
                 let offset = signed(&mut ctx, max_offset);
                 clock.set_offset_ms(offset);
-                ctx.world.fault("clock-offset", &format!("store {id} clock set {offset:+} ms"));
+                ctx.world
+                    .fault("clock-offset", &format!("{} {id} clock set {offset:+} ms", ctx.noun()));
             }
             1 => {
                 let bump = signed(&mut ctx, max_offset / 2);
                 clock.set_offset_ms(clock.offset_ms() + bump);
-                ctx.world.fault("clock-bump", &format!("store {id} clock bumped {bump:+} ms"));
+                ctx.world
+                    .fault("clock-bump", &format!("{} {id} clock bumped {bump:+} ms", ctx.noun()));
             }
             2 => {
                 let a = signed(&mut ctx, max_offset);
@@ -155,7 +184,8 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
                 ctx.world.fault(
                     "clock-strobe",
                     &format!(
-                        "store {id} clock strobes 0/{a:+} ms every {flip} ms for {strobe_for} ms"
+                        "{} {id} clock strobes 0/{a:+} ms every {flip} ms for {strobe_for} ms",
+                        ctx.noun()
                     ),
                 );
                 let start = Instant::now();
@@ -171,11 +201,14 @@ pub async fn clock(mut ctx: Ctx, spec: ClockSpec) {
             3 => {
                 let drift = signed(&mut ctx, max_drift);
                 clock.set_drift_ppm(drift);
-                ctx.world.fault("clock-drift", &format!("store {id} clock drifts {drift:+} ppm"));
+                ctx.world.fault(
+                    "clock-drift",
+                    &format!("{} {id} clock drifts {drift:+} ppm", ctx.noun()),
+                );
             }
             _ => {
                 clock.reset();
-                tracing::info!(target: "minikv::sim", "nemesis clock: store {id} clock reset");
+                tracing::info!(target: "minikv::sim", "nemesis clock: {} {id} clock reset", ctx.noun());
             }
         }
     }
@@ -225,7 +258,10 @@ pub async fn disk(mut ctx: Ctx, spec: DiskSpec) {
         if len > 0 {
             let offset = ctx.below(len);
             disk.inject_read_error(offset);
-            ctx.world.fault("disk-latent-error", &format!("store {id} sector at byte {offset}"));
+            ctx.world.fault(
+                "disk-latent-error",
+                &format!("{} {id} sector at byte {offset}", ctx.noun()),
+            );
         }
     }
     let c = ctx.world.cluster();

@@ -42,7 +42,7 @@ pub async fn message(mut ctx: Ctx, spec: MessageSpec) {
     while ctx.next_round(every).await {
         let kind = kinds[ctx.below(kinds.len() as u64) as usize].clone();
         let action = actions[ctx.below(actions.len() as u64) as usize];
-        let leader = ctx.world.cluster().leader();
+        let leader = ctx.leader();
         let store = match leader {
             Some(l) if ctx.below(2) == 0 => l,
             _ => ctx.shuffled_stores()[0],
@@ -80,7 +80,7 @@ pub async fn depose(mut ctx: Ctx, spec: DeposeSpec) {
     let mut seen: Option<(StoreId, u64)> = None;
     while !ctx.over() {
         ctx.sleep_ms(1).await;
-        let now = ctx.world.cluster().leader_term();
+        let now = ctx.leader_term();
         if now.is_none() || now == seen {
             continue;
         }

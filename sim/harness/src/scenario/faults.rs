@@ -131,6 +131,8 @@ pub struct KillSpec {
     pub max_down: Option<Spanned<u64>>,
     /// Also cut the power of every node at once, once, at this offset into the phase.
     pub all_at_ms: Option<Spanned<u64>>,
+    /// Each kill takes the group's leader when one is known and up (else a random node).
+    pub leader: Option<Spanned<bool>>,
 }
 
 /// Pausing a node's tasks (its clock keeps running) and resuming them.
@@ -153,6 +155,10 @@ pub struct ClockSpec {
     /// Also, in some rounds, the worst case for leader leases: the leader's clock slow by the
     /// largest drift and every other clock fast by it.
     pub skew_leader: Option<Spanned<bool>>,
+    /// Also, in half the rounds, the group's leader's clock set this far ahead of true time
+    /// and every other clock back to it: a new leader's clock is then behind the old one's
+    /// (the TSO's worst case).
+    pub leader_ahead_ms: Option<Spanned<u64>>,
 }
 
 /// Disk faults: latent read errors (EIO) on a node's simulated disk; crashes tear sectors.

@@ -6,6 +6,7 @@ mod append;
 mod batch;
 mod readers;
 mod register;
+mod tso;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,6 +28,7 @@ pub use append::Append;
 pub use batch::Batch;
 pub use readers::Readers;
 pub use register::Register;
+pub use tso::{Tso, TsoLog};
 
 /// A future a workload returns (run on the runner's task; no `Send` needed).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -35,6 +37,12 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 #[derive(Debug, Clone)]
 pub struct Env {
     pub addrs: BTreeMap<StoreId, SocketAddr>,
+    /// Every PD node's service address (empty without PD nodes).
+    pub pd_addrs: BTreeMap<u64, SocketAddr>,
+    /// The run's TSO answers, every phase's (the tso workload's).
+    pub tso_log: TsoLog,
+    /// The phase's index.
+    pub phase: u64,
     pub history: Recorder,
     pub seed: u64,
     /// Set when the phase ends: clients stop after their current operation.
@@ -172,11 +180,14 @@ pub fn build(spec: &WorkloadsSpec, env: &Env) -> Vec<Box<dyn Workload>> {
     if let Some(r) = &spec.readers {
         out.push(Box::new(Readers::new(r, env.clone())));
     }
+    if let Some(t) = &spec.tso {
+        out.push(Box::new(Tso::new(t, env.clone())));
+    }
     out
 }
 
 /// The names the registry knows.
-pub const NAMES: [&str; 4] = ["register", "append", "batch", "readers"];
+pub const NAMES: [&str; 5] = ["register", "append", "batch", "readers", "tso"];
 
 /// A client that records every operation in the history. A client that saw an unknown
 /// outcome takes a new process id (its old process may still be "running" that operation).
