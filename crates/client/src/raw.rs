@@ -271,6 +271,19 @@ impl RawClient {
         }
     }
 
+    /// Asks the leader of `region` (as the caller saw it) to hand leadership to `peer`; like
+    /// `change_peer_in`, the attempt carries `region`'s epoch and an `EpochNotMatch` comes back
+    /// as an error.
+    pub async fn transfer_leader_in(&mut self, region: &Region, peer: Peer) -> Result<()> {
+        let key = region.start_key.clone();
+        let request = KvRequest::TransferLeader { key: key.clone(), peer };
+        let epoch = EpochPolicy::Pinned(region.epoch);
+        match self.execute_in_region(&key, request, epoch).await?.0 {
+            KvResponse::TransferLeader => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Proposes a membership change of the region holding `key`, as the client's cache knows
     /// it (located first when not cached); like `change_peer_in`, an `EpochNotMatch` comes
     /// back as an error and is not retried on the newer region.

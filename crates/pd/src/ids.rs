@@ -46,6 +46,14 @@ impl IdState {
         IdPlan::Claim { expected: stored_end, new_end: from + self.step }
     }
 
+    /// The next ID of the window, if any is left (no claim).
+    pub fn take(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
     /// Whether the window is used up (the caller must read the saved end and claim).
     pub fn exhausted(&self) -> bool {
         self.next >= self.end

@@ -13,4 +13,5 @@ pub mod storage;
 pub mod tso;
 
 pub use client::{PdClient, PdClientConfig, PdClientError, PdClientStats};
+pub use meta::{PdCounters, PdStats};
 pub use service::{MAX_TSO_COUNT, PD_PORT, PD_REGION_ID, PdConfig, PdService};

@@ -16,8 +16,9 @@ use minikv_runtime::Clock;
 use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, send_msg};
 use tokio::sync::mpsc;
 
-use crate::ids::{IdPlan, IdState};
-use crate::meta::Meta;
+use crate::cluster::ClusterConfig;
+use crate::meta::{Meta, MetaConfig, PdStats};
+use crate::schedule::ScheduleConfig;
 use crate::storage::{Storage, Swap};
 use crate::tso::{Plan, TsoState};
 
@@ -44,6 +45,14 @@ pub struct PdConfig {
     pub id_step: u64,
     /// One access to PD's state gives up after this long.
     pub storage_timeout_ms: u64,
+    /// Voters every region should have.
+    pub max_replicas: usize,
+    /// A store silent this long is down: its peers are replaced.
+    pub max_store_down_ms: u64,
+    /// A scheduling round runs at most this often.
+    pub schedule_interval_ms: u64,
+    /// An operator unfinished after this long is dropped.
+    pub operator_timeout_ms: u64,
 }
 
 impl PdConfig {
@@ -59,6 +68,23 @@ impl PdConfig {
             tso_window_ms: 3_000,
             id_step: 1_000,
             storage_timeout_ms: 300,
+            max_replicas: 3,
+            max_store_down_ms: 30 * 60 * 1_000,
+            schedule_interval_ms: 100,
+            operator_timeout_ms: 10 * 60 * 1_000,
+        }
+    }
+
+    fn meta_config(&self) -> MetaConfig {
+        MetaConfig {
+            cluster: ClusterConfig { max_store_down_ms: self.max_store_down_ms },
+            schedule: ScheduleConfig {
+                max_replicas: self.max_replicas,
+                operator_timeout_ms: self.operator_timeout_ms,
+                ..ScheduleConfig::default()
+            },
+            schedule_interval_ms: self.schedule_interval_ms,
+            id_step: self.id_step,
         }
     }
 }
@@ -78,7 +104,6 @@ pub struct PdService {
     endpoint: Endpoint,
     storage: Storage,
     tso: TsoState,
-    ids: IdState,
     meta: Meta,
 }
 
@@ -92,8 +117,12 @@ impl std::fmt::Debug for PdService {
 }
 
 impl PdService {
-    /// Binds the service's endpoint and its storage client.
-    pub async fn start(config: PdConfig, clock: Clock) -> std::io::Result<PdService> {
+    /// Binds the service's endpoint and its storage client; `stats` receives its counters.
+    pub async fn start(
+        config: PdConfig,
+        clock: Clock,
+        stats: PdStats,
+    ) -> std::io::Result<PdService> {
         let endpoint = Endpoint::bind(config.listen_addr).await?;
         let mut client_config = ClientConfig::new(config.store_addrs.clone());
         client_config.request_timeout_ms = config.storage_timeout_ms;
@@ -105,8 +134,7 @@ impl PdService {
         let tso_window_ms = if buggify(Point::PdTsoWindowShort) { 5 } else { config.tso_window_ms };
         Ok(PdService {
             tso: TsoState::new(tso_window_ms),
-            ids: IdState::new(config.id_step),
-            meta: Meta::default(),
+            meta: Meta::new(config.meta_config(), stats),
             config,
             clock,
             endpoint,
@@ -158,6 +186,7 @@ impl PdService {
             return None;
         }
         probe(Probe::PdRedirected);
+        self.meta.forget_view();
         let error = PdError::NotLeader { leader };
         tracing::debug!(target: "minikv::pd", "pd {me}: {error}");
         Some(error)
@@ -260,33 +289,9 @@ impl PdService {
         Err(PdError::Unavailable { reason: "the TSO bound kept moving".into() })
     }
 
-    async fn alloc_id(&mut self) -> Result<u64, PdError> {
-        for _ in 0..3 {
-            let stored = if self.ids.exhausted() { self.storage.id_end().await? } else { None };
-            match self.ids.plan(stored) {
-                IdPlan::Serve { id } => return Ok(id),
-                IdPlan::Claim { expected, new_end } => {
-                    match self.storage.swap_id_end(expected, new_end).await {
-                        Ok(Swap::Done) => self.ids.claimed(expected, new_end),
-                        Ok(Swap::Lost { .. }) => {}
-                        Err(e) => {
-                            self.ids.forget();
-                            return Err(e.into());
-                        }
-                    }
-                }
-            }
-        }
-        Err(PdError::Unavailable { reason: "the ID window kept moving".into() })
-    }
-
     async fn serve_one(&mut self, request: PdRequest) -> PdResponse {
-        let result = match request {
-            PdRequest::Tso { .. } => unreachable!("served in batches"),
-            PdRequest::AllocId => self.alloc_id().await.map(|id| PdResponse::Id { id }),
-            other => self.meta.serve(&mut self.storage, other, self.clock.now_ms()).await,
-        };
-        result.unwrap_or_else(PdResponse::Error)
+        let now_ms = self.clock.now_ms();
+        self.meta.serve(&mut self.storage, request, now_ms).await.unwrap_or_else(PdResponse::Error)
     }
 }
 

@@ -84,6 +84,13 @@ pub enum KvRequest {
         change_type: ConfChangeType,
         peer: Peer,
     },
+    /// Hands the leadership of the region holding `key` to `peer`, a voter (an operator's
+    /// step); answered once the transfer started.
+    TransferLeader {
+        #[serde(with = "crate::bytes")]
+        key: Vec<u8>,
+        peer: Peer,
+    },
 }
 
 impl KvRequest {
@@ -137,6 +144,8 @@ pub enum KvResponse {
     ChangePeer {
         region: Region,
     },
+    /// A leader transfer started.
+    TransferLeader,
     /// The region refused the request before proposing it: it certainly had no effect; the
     /// client can act on the error (see `RegionError`).
     RegionError(RegionError),
@@ -183,6 +192,7 @@ mod tests {
                 change_type: ConfChangeType::AddLearnerNode,
                 peer: peer(),
             },
+            KvRequest::TransferLeader { key: b"k".to_vec(), peer: peer() },
         ];
         for (i, request) in requests.into_iter().enumerate() {
             let env = KvRequestEnvelope {
@@ -211,6 +221,7 @@ mod tests {
             KvResponse::BatchPut,
             KvResponse::Cas { succeeded: true, previous: None },
             KvResponse::ChangePeer { region: Region::default() },
+            KvResponse::TransferLeader,
             KvResponse::RegionError(RegionError::StaleCommand),
             KvResponse::ProposalFailed(RegionError::RegionNotFound { region_id: 1 }),
             KvResponse::Other("bad".to_string()),

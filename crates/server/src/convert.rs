@@ -18,6 +18,7 @@ pub enum Expect {
     BatchPut,
     Cas,
     ChangePeer,
+    TransferLeader,
 }
 
 /// The region command for a data request, and what its answer must look like. `None` for a
@@ -33,6 +34,11 @@ pub fn to_command(context: &KvContext, request: KvRequest) -> Option<(RaftCmdReq
         KvRequest::ChangePeer { change_type, peer, .. } => {
             let admin = Some(AdminRequest::ChangePeer { change_type, peer });
             return Some((RaftCmdRequest { header, requests: vec![], admin }, Expect::ChangePeer));
+        }
+        KvRequest::TransferLeader { peer, .. } => {
+            let admin = Some(AdminRequest::TransferLeader { peer });
+            let cmd = RaftCmdRequest { header, requests: vec![], admin };
+            return Some((cmd, Expect::TransferLeader));
         }
         KvRequest::LocateKey { .. } => return None,
         KvRequest::RawGet { key } => (vec![Request::Get { cf, key }], Expect::Get),
@@ -61,10 +67,14 @@ pub fn to_response(response: RaftCmdResponse, expect: &Expect) -> KvResponse {
     if let Some(error) = response.header.error {
         return KvResponse::ProposalFailed(error);
     }
-    if let (Expect::ChangePeer, Some(AdminResponse::ChangePeer { region })) =
-        (expect, response.admin_response)
-    {
-        return KvResponse::ChangePeer { region };
+    match (expect, response.admin_response) {
+        (Expect::ChangePeer, Some(AdminResponse::ChangePeer { region })) => {
+            return KvResponse::ChangePeer { region };
+        }
+        (Expect::TransferLeader, Some(AdminResponse::TransferLeader)) => {
+            return KvResponse::TransferLeader;
+        }
+        _ => {}
     }
     let mut responses = response.responses;
     match (expect, responses.as_mut_slice()) {

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod error;
 mod message_faults;
 pub mod node;
+pub mod pd_worker;
 pub mod probe;
 #[cfg(madsim)]
 pub mod sim_cluster;

@@ -12,13 +12,14 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 use minikv_engine::{Cf, Engine, SimDisk, SimDiskConfig};
-use minikv_pd::{PD_PORT, PD_REGION_ID, PdConfig, PdService};
-use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, StoreId};
+use minikv_pd::{PD_PORT, PD_REGION_ID, PdConfig, PdService, PdStats};
+use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, Store, StoreId};
 use minikv_raftstore::StoreConfig;
 use minikv_runtime::Clock;
 
 use crate::config::NodeConfig;
 use crate::node::Node;
+use crate::pd_worker::{self, PdWorkerConfig};
 use crate::probe::{NodeProbe, ProbeState};
 
 /// The port every simulated store listens on.
@@ -45,12 +46,17 @@ pub struct SimClusterConfig {
     pub pd: PdTunables,
 }
 
-/// What a scenario can set of every PD node.
+/// What a scenario can set of every PD node, and of the stores' PD workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PdTunables {
     pub tso_window_ms: u64,
     pub id_step: u64,
     pub storage_timeout_ms: u64,
+    pub max_replicas: usize,
+    pub max_store_down_ms: u64,
+    pub schedule_interval_ms: u64,
+    /// How often each store heartbeats PD (its store, and each region it leads).
+    pub heartbeat_interval_ms: u64,
 }
 
 impl Default for PdTunables {
@@ -60,6 +66,10 @@ impl Default for PdTunables {
             tso_window_ms: base.tso_window_ms,
             id_step: base.id_step,
             storage_timeout_ms: base.storage_timeout_ms,
+            max_replicas: base.max_replicas,
+            max_store_down_ms: base.max_store_down_ms,
+            schedule_interval_ms: base.schedule_interval_ms,
+            heartbeat_interval_ms: 100,
         }
     }
 }
@@ -96,6 +106,10 @@ impl SimClusterConfig {
 
 struct SimStore {
     kind: NodeKind,
+    /// A PD node's counters.
+    pd_stats: Option<PdStats>,
+    /// Lost for good (`lose`): never restarted.
+    lost: bool,
     node: NodeHandle,
     disk: SimDisk,
     clock: Clock,
@@ -178,14 +192,32 @@ impl SimCluster {
         let pd_store_addrs: BTreeMap<u64, SocketAddr> =
             pd_ids.iter().map(|&id| (id, store_addr(id))).collect();
         let mut stores = BTreeMap::new();
-        let region = first_region(config.stores);
+        // With PD, the first store bootstraps the first region alone and asks PD to bootstrap
+        // the cluster with it; PD's replica checker adds the other replicas. Without PD, every
+        // store bootstraps it with every store as a voter.
+        let pd_members: BTreeMap<u64, SocketAddr> =
+            pd_ids.iter().map(|&id| (id, pd_addr(id))).collect();
+        let region = if pd_ids.is_empty() { first_region(config.stores) } else { first_region(1) };
         for id in 1..=config.stores {
-            let node = start_node(&handle, &config, NodeKind::Store, id, &addrs, &region);
+            let bootstrap = (pd_ids.is_empty() || id == 1).then(|| region.clone());
+            let node = start_node(
+                &handle,
+                &config,
+                (NodeKind::Store, id),
+                &addrs,
+                (bootstrap, &pd_members),
+            );
             stores.insert(id, node);
         }
         let region = pd_region(&pd_ids);
         for &id in &pd_ids {
-            let node = start_node(&handle, &config, NodeKind::Pd, id, &pd_store_addrs, &region);
+            let node = start_node(
+                &handle,
+                &config,
+                (NodeKind::Pd, id),
+                &pd_store_addrs,
+                (Some(region.clone()), &BTreeMap::new()),
+            );
             stores.insert(id, node);
         }
         SimCluster { handle, stores, addrs, next_client_ip: 1, client_nodes: Vec::new() }
@@ -312,11 +344,11 @@ impl SimCluster {
         store.up = false;
     }
 
-    /// Boots a crashed node from what its disk kept.
+    /// Boots a crashed node from what its disk kept (never a lost one).
     pub fn restart(&mut self, id: StoreId) {
         let node_id = self.node_id(id);
         let store = self.stores.get_mut(&id).expect("known store");
-        if store.up && !store.failed.load(Ordering::Relaxed) {
+        if store.lost || (store.up && !store.failed.load(Ordering::Relaxed)) {
             return;
         }
         // madsim's restart does not close the old incarnation's sockets; kill does.
@@ -324,6 +356,22 @@ impl SimCluster {
         self.handle.restart(node_id);
         store.failed.store(false, Ordering::Relaxed);
         store.up = true;
+    }
+
+    /// The node is lost for good: its power is cut and it never comes back (a dead machine).
+    pub fn lose(&mut self, id: StoreId) {
+        self.crash(id);
+        self.stores.get_mut(&id).expect("known store").lost = true;
+    }
+
+    /// Whether the node was lost for good.
+    pub fn is_lost(&self, id: StoreId) -> bool {
+        self.stores[&id].lost
+    }
+
+    /// PD node `id`'s counters (`None` for a store).
+    pub fn pd_stats(&self, id: u64) -> Option<PdStats> {
+        self.stores[&id].pd_stats.clone()
     }
 
     /// The node's clock (a nemesis can skew it).
@@ -443,10 +491,9 @@ fn fail_stop(
 fn start_node(
     handle: &Handle,
     config: &SimClusterConfig,
-    kind: NodeKind,
-    id: u64,
+    (kind, id): (NodeKind, u64),
     addrs: &BTreeMap<u64, SocketAddr>,
-    region: &Region,
+    (bootstrap, pd_members): (Option<Region>, &BTreeMap<u64, SocketAddr>),
 ) -> SimStore {
     let disk =
         SimDisk::new(config.disk_seed.wrapping_mul(31).wrapping_add(id), config.disk.clone());
@@ -456,16 +503,28 @@ fn start_node(
     node_config.tick_interval_ms = config.tick_interval_ms;
     node_config.ready_batch_window_ms = config.ready_batch_window_ms;
     node_config.max_pending_requests = config.max_pending_requests;
+    let pd_stats = (kind == NodeKind::Pd).then(PdStats::default);
     let pd_config = (kind == NodeKind::Pd).then(|| {
         let mut c = PdConfig::new(id, pd_addr(id), addrs.clone());
         c.tso_window_ms = config.pd.tso_window_ms;
         c.id_step = config.pd.id_step;
         c.storage_timeout_ms = config.pd.storage_timeout_ms;
+        c.max_replicas = config.pd.max_replicas;
+        c.max_store_down_ms = config.pd.max_store_down_ms;
+        c.schedule_interval_ms = config.pd.schedule_interval_ms;
         c
     });
+    let worker_config =
+        (kind == NodeKind::Store && !pd_members.is_empty()).then(|| PdWorkerConfig {
+            store: Store { id, address: addrs[&id].to_string() },
+            store_addr: addrs[&id],
+            pd_members: pd_members.clone(),
+            bootstrap_region: bootstrap.clone(),
+            heartbeat_interval_ms: config.pd.heartbeat_interval_ms,
+        });
     let booted = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
-    let (d, c, p, r) = (disk.clone(), clock.clone(), probe.clone(), region.clone());
+    let (d, c, p, r, s) = (disk.clone(), clock.clone(), probe.clone(), bootstrap, pd_stats.clone());
     let failed_flag = failed.clone();
     let name = match kind {
         NodeKind::Store => format!("store-{id}"),
@@ -481,23 +540,35 @@ fn start_node(
             let failed = (failed_flag.clone(), p.clone());
             let engine = Engine::open(d.clone()).map(Arc::new);
             let first_boot = !booted.swap(true, Ordering::Relaxed);
-            let bootstrap = first_boot.then(|| r.clone());
+            let bootstrap = if first_boot { r.clone() } else { None };
             let (cfg, clock, probe) = (node_config.clone(), c.clone(), p.clone());
-            let pd_config = pd_config.clone();
+            let (pd_config, pd_stats) = (pd_config.clone(), s.clone());
+            // The worker bootstraps the PD cluster only from the first boot's region.
+            let worker_config = worker_config.clone().map(|mut w| {
+                if !first_boot {
+                    w.bootstrap_region = None;
+                }
+                w
+            });
             async move {
                 let engine = match engine {
                     Ok(engine) => engine,
                     Err(e) => return fail_stop(&failed, id, "cannot open engine", &e),
                 };
-                let node = match Node::start(cfg, engine, clock.clone(), probe, bootstrap).await {
-                    Ok(node) => node,
-                    Err(e) => return fail_stop(&failed, id, "cannot start", &e),
-                };
+                let node =
+                    match Node::start(cfg, engine, clock.clone(), probe.clone(), bootstrap).await {
+                        Ok(node) => node,
+                        Err(e) => return fail_stop(&failed, id, "cannot start", &e),
+                    };
                 if let Some(pd_config) = pd_config {
-                    match PdService::start(pd_config, clock).await {
+                    let stats = pd_stats.unwrap_or_default();
+                    match PdService::start(pd_config, clock.clone(), stats).await {
                         Ok(service) => drop(madsim::task::spawn(service.run())),
                         Err(e) => return fail_stop(&failed, id, "cannot start PD service", &e),
                     }
+                }
+                if let Some(worker) = worker_config {
+                    drop(madsim::task::spawn(pd_worker::run(worker, clock, probe)));
                 }
                 if let Err(e) = node.run().await {
                     fail_stop(&failed, id, "stopped", &e);
@@ -505,5 +576,16 @@ fn start_node(
             }
         })
         .build();
-    SimStore { kind, node, disk, clock, probe, up: true, paused: false, failed }
+    SimStore {
+        kind,
+        pd_stats,
+        lost: false,
+        node,
+        disk,
+        clock,
+        probe,
+        up: true,
+        paused: false,
+        failed,
+    }
 }

@@ -148,3 +148,76 @@ async fn bootstrap_happens_once_and_stores_register_after_it() {
     .await
     .unwrap();
 }
+
+/// The region's voters' stores, from the leader's view.
+fn voters(cluster: &SimCluster) -> Option<Vec<u64>> {
+    let leader = cluster.leader()?;
+    let status =
+        cluster.probe(leader).peers.get(&minikv_server::sim_cluster::FIRST_REGION_ID)?.clone();
+    let mut stores: Vec<u64> = status
+        .region
+        .peers
+        .iter()
+        .filter(|p| p.role == minikv_proto::metapb::PeerRole::Voter)
+        .map(|p| p.store_id)
+        .collect();
+    stores.sort();
+    Some(stores)
+}
+
+/// Waits up to `ms` for the region to have three voters, none on `excluded`.
+async fn three_voters(cluster: &SimCluster, excluded: Option<u64>, ms: u64) -> Vec<u64> {
+    let mut last = None;
+    for _ in 0..ms / 50 {
+        madsim::time::sleep(Duration::from_millis(50)).await;
+        last = voters(cluster);
+        if let Some(v) = &last
+            && v.len() == 3
+            && excluded.is_none_or(|x| !v.contains(&x))
+        {
+            return v.clone();
+        }
+    }
+    panic!("no three voters (excluding {excluded:?}) within {ms} ms: {last:?}");
+}
+
+#[madsim::test]
+async fn pd_bootstraps_the_cluster_replicates_the_first_region_and_replaces_a_lost_store() {
+    let mut config = SimClusterConfig::new(5, 1);
+    config.pd_nodes = 3;
+    config.pd.max_store_down_ms = 1_000;
+    let mut cluster = SimCluster::start(config);
+    // Store 1 bootstrapped the region alone; PD's replica checker adds two more voters.
+    let before = three_voters(&cluster, None, 5_000).await;
+    let node = cluster.client_node("client-0");
+    let addrs = cluster.addrs();
+    node.spawn(async move {
+        let config = minikv_client::ClientConfig::new(addrs);
+        let mut c =
+            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        for i in 0..20u32 {
+            c.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    // Lose a voter that does not lead: PD finds its store down and replaces its peer.
+    let leader = cluster.leader().unwrap();
+    let victim = *before.iter().find(|s| **s != leader).unwrap();
+    cluster.lose(victim);
+    let after = three_voters(&cluster, Some(victim), 10_000).await;
+    assert!(!after.contains(&victim), "{after:?}");
+    let stats = cluster
+        .pd_ids()
+        .iter()
+        .map(|id| cluster.pd_stats(*id).unwrap().snapshot())
+        .collect::<Vec<_>>();
+    let created: u64 =
+        stats.iter().map(|s| s.operators.get("replica").map_or(0, |c| c.created)).sum();
+    assert!(created >= 3, "replica operators created: {created} ({stats:?})");
+    // Every replica holds the 20 keys.
+    madsim::time::sleep(Duration::from_secs(1)).await;
+    for id in after {
+        assert_eq!(cluster.data(id).len(), 20, "store {id}");
+    }
+}
