@@ -320,6 +320,8 @@ impl RawClient {
         let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
         let mut backoff_ms = self.config.backoff_base_ms;
         let mut last_error = None;
+        // Attempts in a row that got no answer.
+        let mut silent = 0;
         loop {
             let now = self.clock.now_ms();
             if now >= deadline_ms {
@@ -408,6 +410,14 @@ impl RawClient {
                     last_error = Some(format!("no answer from store {}", target.store_id));
                     self.cache.forget_leader(region.id);
                     self.rotation += 1;
+                    silent += 1;
+                    if silent >= region.peers.len() {
+                        // None of the peers the cached region names answers: the region may
+                        // have moved on without them (e.g. every one of them was lost and PD
+                        // replaced them). Locate it again, asking every store.
+                        self.cache.invalidate(region.id);
+                        silent = 0;
+                    }
                     Next::RetryNow
                 }
             };

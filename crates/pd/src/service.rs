@@ -269,12 +269,22 @@ impl PdService {
             match self.tso.plan(self.clock.now_ms(), count) {
                 Plan::Serve { first } => return Ok(first),
                 Plan::Raise { expected, new_bound_ms } => {
+                    tracing::debug!(
+                        target: "minikv::pd",
+                        "pd {}: raise the TSO bound from {expected:?} to {new_bound_ms}",
+                        self.config.node_id
+                    );
                     match self.storage.swap_tso_bound(expected, new_bound_ms).await {
                         Ok(Swap::Done) => {
                             probe(Probe::PdTsoBoundRaised);
                             self.tso.raised(new_bound_ms);
                         }
                         Ok(Swap::Lost { found }) => {
+                            tracing::debug!(
+                                target: "minikv::pd",
+                                "pd {}: the TSO bound holds {found:?}",
+                                self.config.node_id
+                            );
                             probe(Probe::PdTsoBoundLost);
                             self.tso.observe(found);
                         }

@@ -234,7 +234,7 @@ mod tests {
         assert!(store_key(9) < store_key(10));
         assert!(region_key(u64::MAX) < prefix_end(REGION_PREFIX));
         assert!(region_key(0).as_slice() > REGION_PREFIX.as_bytes());
-        assert!(store_key(u64::MAX) < region_key(0), "stores and regions do not interleave");
+        assert!(region_key(u64::MAX) < store_key(0), "regions and stores do not interleave");
     }
 
     #[test]

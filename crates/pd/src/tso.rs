@@ -32,6 +32,10 @@ pub struct TsoState {
     /// The value the node swapped the bound from when it took ownership: everyone before it
     /// served below this.
     floor_ms: u64,
+    /// The bound was raised since the last batch served: the next batch is served below it
+    /// even if the clock passed it meanwhile (else a raise slower than the window would be
+    /// followed by another, forever).
+    fresh_bound: bool,
     /// How far above its clock a node saves the bound.
     window_ms: u64,
 }
@@ -67,6 +71,7 @@ impl TsoState {
         }
         self.owned_bound_ms = Some(bound_ms);
         self.read_bound_ms = Some(bound_ms);
+        self.fresh_bound = true;
     }
 
     /// The first timestamp the node may serve next: above its own last one, or, when it
@@ -98,7 +103,11 @@ impl TsoState {
                 new_bound_ms: from + self.window_ms,
             };
         };
-        let (physical_ms, logical) = self.next_candidate(now_ms);
+        // Right after a raise, a clock past the bound (the raise took longer than the window)
+        // is read as the bound's last millisecond: this batch lags the clock, never passes
+        // the bound, and the next one raises the bound again.
+        let clock_ms = if self.fresh_bound { now_ms.min(bound_ms - 1) } else { now_ms };
+        let (physical_ms, logical) = self.next_candidate(clock_ms);
         // The batch may spill into the next milliseconds; its last timestamp must stay below
         // the bound.
         let last_logical = logical + count - 1;
@@ -113,6 +122,7 @@ impl TsoState {
         let last = Timestamp::compose(last_physical_ms, last_logical % LOGICAL_PER_MS)
             .expect("physical fits 46 bits");
         self.last = Some(last);
+        self.fresh_bound = false;
         Plan::Serve { first }
     }
 
@@ -204,6 +214,20 @@ mod tests {
         assert_eq!(state.plan(109, 1), Plan::Serve { first: Timestamp::compose(109, 0).unwrap() });
         state.observe(stored);
         assert_eq!(state.plan(110, 1), Plan::Raise { expected: Some(110), new_bound_ms: 121 });
+    }
+
+    /// A raise that completes after the clock passed the new bound still serves (below the
+    /// bound), instead of raising forever.
+    #[test]
+    fn a_raise_slower_than_the_window_still_serves_below_the_bound() {
+        let mut state = TsoState::new(5);
+        state.observe(Some(100));
+        assert_eq!(state.plan(100, 1), Plan::Raise { expected: Some(100), new_bound_ms: 105 });
+        state.raised(105);
+        state.observe(Some(105));
+        assert_eq!(state.plan(150, 1), Plan::Serve { first: Timestamp::compose(104, 0).unwrap() });
+        state.observe(Some(105));
+        assert_eq!(state.plan(150, 1), Plan::Raise { expected: Some(105), new_bound_ms: 156 });
     }
 
     /// A new leader whose clock is far behind the old one's still starts above every

@@ -23,6 +23,8 @@ pub mod history;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod placement;
+#[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
 pub mod trace;

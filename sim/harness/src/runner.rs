@@ -20,6 +20,7 @@ use minikv_server::sim_cluster::{FIRST_REGION_ID, NodeKind, SimCluster, SimClust
 use crate::history::Recorder;
 use crate::memory;
 use crate::nemesis::{self, Links, Stats, World};
+use crate::placement;
 use crate::report::{CheckResult, Report, Verdict};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
@@ -40,8 +41,11 @@ struct SimResult {
     /// The `raft-log` check, when the scenario asks for it.
     raft_log: Option<CheckResult>,
     workload_checks: Vec<(String, CheckResult)>,
-    /// PD's counters for the report (leader changes).
+    /// PD's counters for the report (leader changes, operators).
     pd: BTreeMap<String, u64>,
+    /// Runs with PD: the replicas were placed, and balanced.
+    placement: Option<CheckResult>,
+    balance: Option<CheckResult>,
 }
 
 /// Runs `scenario` with `seed` in a fresh madsim runtime on the calling thread.
@@ -111,6 +115,12 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunOutput {
             }
             if let Some(r) = sim.raft_log {
                 checks.insert("raft-log".to_string(), r);
+            }
+            if let Some(r) = sim.placement {
+                checks.insert("placement".to_string(), r);
+            }
+            if let Some(r) = sim.balance {
+                checks.insert("balance".to_string(), r);
             }
             let live = CheckResult { valid: sim.liveness.is_none(), ms: 0, detail: sim.liveness };
             checks.insert("liveness".to_string(), live);
@@ -212,6 +222,9 @@ fn cluster_config(scenario: &Scenario, seed: u64) -> SimClusterConfig {
     config.store.lease_margin_ticks = c.lease_margin_ticks;
     config.pd_nodes = *c.pd_nodes.get_ref();
     config.pd.tso_window_ms = *c.pd_tso_window_ms.get_ref();
+    config.pd.max_replicas = *c.pd_max_replicas.get_ref() as usize;
+    config.pd.max_store_down_ms = *c.pd_max_store_down_ms.get_ref();
+    config.pd.heartbeat_interval_ms = *c.pd_heartbeat_ms.get_ref();
     config
 }
 
@@ -386,8 +399,16 @@ async fn simulate(
         result.liveness = Some(why);
     } else {
         let left = bound.saturating_sub(healed.elapsed());
-        match converge(&world, left).await {
-            Ok(check) => result.replicas = Some(check),
+        let pd = *scenario.cluster.pd_nodes.get_ref() > 0;
+        let max_replicas = pd.then(|| *scenario.cluster.pd_max_replicas.get_ref());
+        match converge(&world, left, max_replicas).await {
+            Ok((check, placed)) => {
+                result.replicas = Some(check);
+                if let Some(placed) = placed {
+                    result.placement = Some(placed);
+                    result.balance = Some(placement::balance(&world.cluster()));
+                }
+            }
             Err(why) => result.liveness = Some(why),
         }
     }
@@ -418,6 +439,10 @@ async fn simulate(
     if !world.cluster().pd_ids().is_empty() {
         tracing::info!(target: "minikv::sim", "metric pd.leader_changes = {pd_leader_changes}");
         result.pd.insert("leader_changes".into(), pd_leader_changes);
+        for (key, n) in pd_operator_counts(&world.cluster()) {
+            tracing::info!(target: "minikv::sim", "metric pd.{key} = {n}");
+            result.pd.insert(key, n);
+        }
     }
     drop(workloads);
     world_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -425,6 +450,28 @@ async fn simulate(
     // Let the executor drop the killed tasks before the runtime goes.
     madsim::time::sleep(Duration::from_millis(1)).await;
     result
+}
+
+/// Operators by kind and outcome (`operators.replica.created`), summed over the PD nodes;
+/// only those that happened.
+fn pd_operator_counts(c: &SimCluster) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for id in c.pd_ids() {
+        let Some(stats) = c.pd_stats(id) else { continue };
+        for (kind, n) in stats.snapshot().operators {
+            for (what, v) in [
+                ("created", n.created),
+                ("finished", n.finished),
+                ("cancelled", n.cancelled),
+                ("timed_out", n.timed_out),
+            ] {
+                if v > 0 {
+                    *out.entry(format!("operators.{kind}.{what}")).or_default() += v;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A short letter for a workload client's trace name (`p0r3`, `p1a0`).
@@ -478,19 +525,41 @@ async fn supervise(world: World, budget: Budget, over: Arc<AtomicBool>) -> u64 {
 
 /// Waits until every member of the region applied the same index, then compares their data
 /// byte for byte. `Err` if they do not converge within `bound`.
-async fn converge(world: &World, bound: Duration) -> Result<CheckResult, String> {
+/// With `max_replicas` (a run with PD), it first waits for PD to place the replicas (see
+/// `placement::replicas_placed`), and returns that check too.
+async fn converge(
+    world: &World,
+    bound: Duration,
+    max_replicas: Option<u64>,
+) -> Result<(CheckResult, Option<CheckResult>), String> {
     let start = Instant::now();
     loop {
-        {
+        let unplaced = {
             let c = world.cluster();
-            if let Some(check) = compare_replicas(&c) {
-                return Ok(check);
+            match max_replicas.map(|m| placement::replicas_placed(&c, m)) {
+                Some(Err(why)) => Some(why),
+                placed => {
+                    if let Some(check) = compare_replicas(&c) {
+                        let placement = placed.map(|summary| {
+                            let summary = summary.expect("placed");
+                            tracing::info!(target: "minikv::sim", "placement: {summary}");
+                            CheckResult { valid: true, ms: 0, detail: None }
+                        });
+                        return Ok((check, placement));
+                    }
+                    None
+                }
             }
-        }
+        };
         if start.elapsed() >= bound {
-            return Err(format!(
-                "the replicas of region {FIRST_REGION_ID} did not converge within the liveness bound"
-            ));
+            return Err(match unplaced {
+                Some(why) => {
+                    format!("PD did not place the replicas within the liveness bound: {why}")
+                }
+                None => format!(
+                    "the replicas of region {FIRST_REGION_ID} did not converge within the liveness bound"
+                ),
+            });
         }
         madsim::time::sleep(Duration::from_millis(20)).await;
     }

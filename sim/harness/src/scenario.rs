@@ -14,8 +14,8 @@ use toml::Spanned;
 mod faults;
 
 pub use faults::{
-    ClockSpec, ClogSpec, DeposeSpec, DiskSpec, FaultsSpec, KillSpec, LatencySpec, LossSpec,
-    MembershipSpec, MessageSpec, PartitionShape, PartitionSpec, PauseSpec, StrikeSpec,
+    ClockSpec, ClogSpec, DeposeSpec, DiskSpec, FaultsSpec, KillSpec, LatencySpec, LoseSpec,
+    LossSpec, MembershipSpec, MessageSpec, PartitionShape, PartitionSpec, PauseSpec, StrikeSpec,
 };
 
 /// Why a scenario could not be loaded. The message names the file, the line and the key.
@@ -107,6 +107,12 @@ pub struct ClusterSpec {
     pub pd_nodes: Spanned<u64>,
     /// How far above its clock the PD leader saves the TSO bound.
     pub pd_tso_window_ms: Spanned<u64>,
+    /// Voters PD keeps in every region.
+    pub pd_max_replicas: Spanned<u64>,
+    /// A store silent this long is down for PD, which replaces its replicas.
+    pub pd_max_store_down_ms: Spanned<u64>,
+    /// How often each store heartbeats PD.
+    pub pd_heartbeat_ms: Spanned<u64>,
 }
 
 /// Default chance that a BUGGIFY point is enabled for a run (FoundationDB's is a quarter).
@@ -153,6 +159,9 @@ impl Default for ClusterSpec {
             buggify_enable_ppm: Spanned::new(0..0, BUGGIFY_ENABLE_PPM_DEFAULT),
             pd_nodes: Spanned::new(0..0, 0),
             pd_tso_window_ms: Spanned::new(0..0, 3_000),
+            pd_max_replicas: Spanned::new(0..0, 3),
+            pd_max_store_down_ms: Spanned::new(0..0, 3_000),
+            pd_heartbeat_ms: Spanned::new(0..0, 100),
         }
     }
 }
@@ -380,6 +389,9 @@ impl Scenario {
         within(&self.check.liveness_ms, "check.liveness_ms", 100, 600_000)?;
         within(&c.pd_nodes, "cluster.pd_nodes", 0, 7)?;
         within(&c.pd_tso_window_ms, "cluster.pd_tso_window_ms", 1, 600_000)?;
+        within(&c.pd_max_replicas, "cluster.pd_max_replicas", 1, *c.stores.get_ref())?;
+        within(&c.pd_max_store_down_ms, "cluster.pd_max_store_down_ms", 100, 3_600_000)?;
+        within(&c.pd_heartbeat_ms, "cluster.pd_heartbeat_ms", 10, 60_000)?;
         if let Some(m) = &self.check.raft_log_entries_max {
             within(m, "check.raft_log_entries_max", 1, u64::MAX)?;
         }
@@ -434,7 +446,21 @@ impl Scenario {
                 at("pd_faults needs cluster.pd_nodes of at least 1"),
             ));
         }
-        for kind in ["membership", "message", "strike"] {
+        if let Some(lose) = &p.faults.lose {
+            if *self.cluster.pd_nodes.get_ref() == 0 {
+                let m = at("faults.lose needs cluster.pd_nodes of at least 1 (PD re-replicates)");
+                return Err((p.duration_ms.span(), m));
+            }
+            let spare = self.cluster.stores.get_ref() - self.cluster.pd_max_replicas.get_ref();
+            if let Some(count) = &lose.count {
+                within(count, &at("faults.lose.count"), 1, spare)?;
+            } else if spare == 0 {
+                let m = at("faults.lose: no store to spare (cluster.stores = pd_max_replicas)");
+                return Err((p.duration_ms.span(), m));
+            }
+            opt_between(&lose.at_ms, &at("faults.lose.at_ms"), 0, *p.duration_ms.get_ref())?;
+        }
+        for kind in ["membership", "message", "strike", "lose"] {
             if kinds.contains(&kind) {
                 let m = at(&format!("pd_faults.{kind}: not a fault PD nodes take (stores only)"));
                 return Err((p.duration_ms.span(), m));

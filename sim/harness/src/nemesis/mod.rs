@@ -253,5 +253,8 @@ pub fn start(
     if let Some(s) = faults.strike.clone() {
         tasks.push(node.spawn(targeted::strike(ctx("strike"), s)));
     }
+    if let Some(s) = faults.lose.clone() {
+        tasks.push(node.spawn(node::lose(ctx("lose"), s)));
+    }
     tasks
 }

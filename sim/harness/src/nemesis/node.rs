@@ -11,7 +11,9 @@ use minikv_runtime::Clock;
 use minikv_server::sim_cluster::FIRST_REGION_ID;
 
 use super::Ctx;
-use crate::scenario::{Between, ClockSpec, DiskSpec, KillSpec, MembershipSpec, PauseSpec};
+use crate::scenario::{
+    Between, ClockSpec, DiskSpec, KillSpec, LoseSpec, MembershipSpec, PauseSpec,
+};
 
 fn since_ms(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
@@ -338,5 +340,41 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
                 tracing::info!(target: "minikv::sim", "nemesis membership: {what} failed: {e}")
             }
         }
+    }
+}
+
+/// Loses `count` stores holding a voter of the first region for good, once, at a moment of
+/// the phase: the first moment from `at_ms` on at which the region has at least three voters on
+/// live stores (never its only copies), and never a majority of its voters.
+pub async fn lose(mut ctx: Ctx, spec: LoseSpec) {
+    let count = spec.count.as_ref().map_or(1, |c| *c.get_ref());
+    let at = ctx.between(&spec.at_ms, "at_ms", 200, 1_000);
+    let wait = ctx.in_range(at);
+    ctx.sleep_ms(wait).await;
+    while !ctx.over() {
+        let voters: Vec<StoreId> = {
+            let c = ctx.world.cluster();
+            let region = c.leader().and_then(|l| c.probe(l).peers.get(&FIRST_REGION_ID).cloned());
+            region.map_or_else(Vec::new, |status| {
+                status
+                    .region
+                    .peers
+                    .iter()
+                    .filter(|p| p.role == PeerRole::Voter && c.is_up(p.store_id))
+                    .map(|p| p.store_id)
+                    .collect()
+            })
+        };
+        if voters.len() >= 3 {
+            let mut voters = voters;
+            let minority = (voters.len() as u64 - 1) / 2;
+            for _ in 0..count.min(minority) {
+                let id = voters.remove(ctx.below(voters.len() as u64) as usize);
+                ctx.world.cluster().lose(id);
+                ctx.world.fault("lose", &format!("store {id} is lost for good"));
+            }
+            return;
+        }
+        ctx.sleep_ms(50).await;
     }
 }

@@ -23,6 +23,7 @@ pub struct FaultsSpec {
     pub message: Option<MessageSpec>,
     pub depose: Option<DeposeSpec>,
     pub strike: Option<StrikeSpec>,
+    pub lose: Option<LoseSpec>,
 }
 
 impl FaultsSpec {
@@ -41,6 +42,7 @@ impl FaultsSpec {
             (self.message.is_some(), "message"),
             (self.depose.is_some(), "depose"),
             (self.strike.is_some(), "strike"),
+            (self.lose.is_some(), "lose"),
         ]
         .into_iter()
         .filter_map(|(on, kind)| on.then_some(kind))
@@ -211,6 +213,16 @@ pub struct DeposeSpec {
     /// How long after its election the leader is cut off.
     pub after_ms: Option<Spanned<Between>>,
     pub hold_ms: Option<Spanned<Between>>,
+}
+
+/// Stores lost for good: at a moment of the phase, `count` stores holding a replica of the
+/// first region lose power and never come back (PD must replace their replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoseSpec {
+    pub count: Option<Spanned<u64>>,
+    /// When, into the phase.
+    pub at_ms: Option<Spanned<Between>>,
 }
 
 /// Striking a store at a moment in its own code: when it hits one of `probes` (a rare path or
