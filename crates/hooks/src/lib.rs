@@ -57,6 +57,9 @@ registry! {
         /// A PD node that takes the TSO over starts from its own clock, not above the bound
         /// its predecessor saved: with its clock behind, it serves timestamps already passed.
         TsoIgnoresSavedBound = ("tso-ignores-saved-bound", 0),
+        /// PD's replica checker takes every peer for healthy, a down store's included: a
+        /// region that lost a replica for good is never repaired.
+        PdIgnoresDownStores = ("pd-ignores-down-stores", 0),
     }
 }
 
