@@ -26,7 +26,7 @@ fn run_twice(name: &str) {
     assert_eq!(first.report.verdict, Verdict::Pass, "{}\nreplay: {replay}", first.report.summary());
     for (phase, p) in s.phases.iter().enumerate() {
         let struck = struck_in_phase(&first.trace, phase);
-        for kind in p.faults.kinds() {
+        for kind in p.faults.kinds().into_iter().chain(p.pd_faults.kinds()) {
             assert!(
                 struck.iter().any(|k| k.starts_with(kind)),
                 "{name}: phase {phase} configures `{kind}` faults but none struck (struck: \
@@ -94,6 +94,16 @@ fn elections() {
 #[test]
 fn deposed_leaders() {
     run_twice("deposed-leaders");
+}
+
+#[test]
+fn pd_chaos() {
+    run_twice("pd-chaos");
+}
+
+#[test]
+fn store_loss() {
+    run_twice("store-loss");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use madsim::time::Instant;
 use minikv_client::{ClientConfig, RawClient};
+use minikv_pd::{PdClient, PdClientConfig};
 use minikv_proto::metapb::{Peer, PeerRole, StoreId};
 use minikv_proto::raftpb::ConfChangeType;
 use minikv_runtime::Clock;
@@ -293,6 +294,17 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
     let Ok(mut admin) = RawClient::connect(config, Clock::new(), "0.0.0.0:0").await else {
         panic!("the admin client cannot bind");
     };
+    // With PD, new peers take their ids from PD's allocator, as PD's own operators do.
+    let pd_addrs = ctx.world.cluster().pd_addrs();
+    let mut pd = if pd_addrs.is_empty() {
+        None
+    } else {
+        let config = PdClientConfig::new(pd_addrs);
+        let Ok(pd) = PdClient::connect(config, Clock::new(), "0.0.0.0:0").await else {
+            panic!("the admin PD client cannot bind");
+        };
+        Some(pd)
+    };
     let total = ctx.stores.len() as u64;
     while ctx.next_round(every).await {
         let (region, leader) = {
@@ -327,8 +339,17 @@ pub async fn membership(mut ctx: Ctx, spec: MembershipSpec) {
                 continue;
             }
             let store_id = missing[ctx.below(missing.len() as u64) as usize];
-            // Peer ids only grow: epoch-style, from the region's conf_ver.
-            let id = 1_000 + region.epoch.conf_ver * 10 + store_id;
+            let id = match pd.as_mut() {
+                Some(pd) => match pd.alloc_id().await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::info!(target: "minikv::sim", "nemesis membership: no peer id: {e}");
+                        continue;
+                    }
+                },
+                // Without PD, peer ids only grow: epoch-style, from the region's conf_ver.
+                None => 1_000 + region.epoch.conf_ver * 10 + store_id,
+            };
             (ConfChangeType::AddNode, Peer { id, store_id, role: PeerRole::Voter })
         };
         let what = format!("{change:?} peer {} on store {}", peer.id, peer.store_id);
