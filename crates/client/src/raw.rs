@@ -14,10 +14,12 @@ use minikv_proto::kvrpc::{
     TAG_KV_RESPONSE,
 };
 use minikv_proto::metapb::{Peer, Region, RegionEpoch, StoreId};
+use minikv_proto::pdpb::{PdRequest, PdResponse};
 use minikv_proto::raftpb::ConfChangeType;
 use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, send_msg};
 
 use crate::error::{Error, Result};
+use crate::pd::{PdClient, PdClientConfig};
 use crate::region_cache::RegionCache;
 use minikv_runtime::Alarm;
 use minikv_runtime::Clock;
@@ -25,8 +27,11 @@ use minikv_runtime::Clock;
 /// Tunables of a raw client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Where each store listens.
+    /// Where each store listens (with PD members, a store not listed is looked up in PD).
     pub stores: BTreeMap<StoreId, SocketAddr>,
+    /// PD's nodes: with any, regions are located through PD (and stores' addresses looked up
+    /// there), and the stores are asked only when PD cannot answer.
+    pub pd_members: BTreeMap<u64, SocketAddr>,
     /// A request gives up after this long (reads fail, writes in doubt become `Unknown`).
     pub request_timeout_ms: u64,
     /// One attempt waits this long for its answer.
@@ -41,6 +46,7 @@ impl ClientConfig {
     pub fn new(stores: BTreeMap<StoreId, SocketAddr>) -> ClientConfig {
         ClientConfig {
             stores,
+            pd_members: BTreeMap::new(),
             request_timeout_ms: 2_000,
             rpc_timeout_ms: 500,
             backoff_base_ms: 5,
@@ -105,6 +111,8 @@ pub struct RawClient {
     stats: ClientStats,
     /// Times every call out (one timer per deadline, not one per poll: see `alarm`).
     alarm: Alarm,
+    /// Locates regions and stores when the config names PD members.
+    pd: Option<PdClient>,
 }
 
 impl RawClient {
@@ -113,6 +121,18 @@ impl RawClient {
         let endpoint =
             Endpoint::bind(bind_addr).await.map_err(|e| Error::Transport(e.to_string()))?;
         let inbox = Inbox::new(TAG_KV_RESPONSE, MAX_MESSAGE_BYTES);
+        let pd = if config.pd_members.is_empty() {
+            None
+        } else {
+            // A lookup is one step of a request: it keeps to the request's deadline.
+            let mut pd_config = PdClientConfig::new(config.pd_members.clone());
+            pd_config.request_timeout_ms = config.request_timeout_ms;
+            pd_config.rpc_timeout_ms = config.rpc_timeout_ms;
+            let pd = PdClient::connect(pd_config, clock.clone(), bind_addr)
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?;
+            Some(pd)
+        };
         Ok(RawClient {
             endpoint,
             config,
@@ -128,6 +148,7 @@ impl RawClient {
             inbox,
             stats: ClientStats::default(),
             alarm: Alarm::default(),
+            pd,
         })
     }
 
@@ -527,6 +548,9 @@ impl RawClient {
         if let Some(region) = self.cache.locate_shared(key) {
             return Some(region.clone());
         }
+        if let Some(region) = self.locate_in_pd(key, deadline_ms).await {
+            return Some(region);
+        }
         let stores: Vec<StoreId> = self.config.stores.keys().copied().collect();
         for _ in 0..stores.len() {
             let now = self.clock.now_ms();
@@ -552,6 +576,37 @@ impl RawClient {
         None
     }
 
+    /// The region of `key` (and its leader) as PD last heard of it, cached; `None` without PD
+    /// or if PD does not know or answer.
+    async fn locate_in_pd(&mut self, key: &[u8], deadline_ms: u64) -> Option<Arc<Region>> {
+        let pd = self.pd.as_mut()?;
+        let request = PdRequest::GetRegion { key: key.to_vec() };
+        let Ok(PdResponse::Region { region: Some(info) }) =
+            pd.call_until(request, deadline_ms).await
+        else {
+            return None;
+        };
+        if !info.region.contains_key(key) || info.region.peers.is_empty() {
+            return None;
+        }
+        let region = self.cache.insert(info.region);
+        if let Some(leader) = info.leader {
+            self.cache.set_leader(region.id, leader);
+        }
+        Some(region)
+    }
+
+    /// Where `store` listens: the config's address, or PD's record of the store (cached).
+    async fn store_addr(&mut self, store: StoreId, deadline_ms: u64) -> Option<SocketAddr> {
+        if let Some(addr) = self.config.stores.get(&store) {
+            return Some(*addr);
+        }
+        let record = self.pd.as_mut()?.get_store_until(store, deadline_ms).await.ok()??;
+        let addr: SocketAddr = record.address.parse().ok()?;
+        self.config.stores.insert(store, addr);
+        Some(addr)
+    }
+
     /// One attempt: send to `store`, wait for the answer with this request's id until
     /// `deadline_ms`. What does not answer it (an answer to an earlier, abandoned request, or
     /// bytes that decode as no answer) is skipped: taking it as this request's answer would
@@ -563,7 +618,7 @@ impl RawClient {
         request: KvRequest,
         deadline_ms: u64,
     ) -> Attempt {
-        let Some(addr) = self.config.stores.get(&store).copied() else {
+        let Some(addr) = self.store_addr(store, deadline_ms).await else {
             return Attempt::NotSent(format!("store {store} has no address"));
         };
         let request_id = self.next_request_id;

@@ -164,6 +164,14 @@ impl PdService {
                     Some(error) => PdResponse::Error(error),
                     None => self.serve_one(pending.request.clone()).await,
                 };
+                if let PdResponse::Error(error) = &response {
+                    tracing::debug!(
+                        target: "minikv::pd",
+                        "pd {}: {} fails: {error}",
+                        self.config.node_id,
+                        pending.request.kind()
+                    );
+                }
                 self.reply(&pending, response);
             }
         }

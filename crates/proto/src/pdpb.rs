@@ -137,6 +137,26 @@ pub enum PdRequest {
     },
 }
 
+impl PdRequest {
+    /// The request's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PdRequest::Tso { .. } => "tso",
+            PdRequest::AllocId => "alloc-id",
+            PdRequest::IsBootstrapped => "is-bootstrapped",
+            PdRequest::Bootstrap { .. } => "bootstrap",
+            PdRequest::PutStore { .. } => "put-store",
+            PdRequest::GetStore { .. } => "get-store",
+            PdRequest::GetAllStores => "get-all-stores",
+            PdRequest::GetRegion { .. } => "get-region",
+            PdRequest::GetRegionById { .. } => "get-region-by-id",
+            PdRequest::ScanRegions { .. } => "scan-regions",
+            PdRequest::StoreHeartbeat { .. } => "store-heartbeat",
+            PdRequest::RegionHeartbeat { .. } => "region-heartbeat",
+        }
+    }
+}
+
 /// A region with the leader PD last heard from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionInfo {

@@ -182,22 +182,36 @@ async fn three_voters(cluster: &SimCluster, excluded: Option<u64>, ms: u64) -> V
 }
 
 #[madsim::test]
-async fn pd_bootstraps_the_cluster_replicates_the_first_region_and_replaces_a_lost_store() {
+async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_store() {
     let mut config = SimClusterConfig::new(5, 1);
     config.pd_nodes = 3;
     config.pd.max_store_down_ms = 1_000;
     let mut cluster = SimCluster::start(config);
     // Store 1 bootstrapped the region alone; PD's replica checker adds two more voters.
     let before = three_voters(&cluster, None, 5_000).await;
+    // The client knows PD's members and no store: regions, leaders and stores' addresses
+    // come from PD.
     let node = cluster.client_node("client-0");
-    let addrs = cluster.addrs();
+    let pd_addrs = cluster.pd_addrs();
     node.spawn(async move {
-        let config = minikv_client::ClientConfig::new(addrs);
+        let mut config = minikv_client::ClientConfig::new(Default::default());
+        config.pd_members = pd_addrs;
         let mut c =
             minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
         for i in 0..20u32 {
             c.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
         }
+        assert_eq!(c.get(b"k7").await.unwrap(), Some(b"v".to_vec()));
+    })
+    .await
+    .unwrap();
+    // Without PD, a client that knows no store cannot find the region.
+    node.spawn(async move {
+        let config = minikv_client::ClientConfig::new(Default::default());
+        let mut c =
+            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        let error = c.get(b"k7").await.unwrap_err();
+        assert!(error.to_string().contains("cannot locate"), "{error}");
     })
     .await
     .unwrap();
@@ -217,7 +231,20 @@ async fn pd_bootstraps_the_cluster_replicates_the_first_region_and_replaces_a_lo
     assert!(created >= 3, "replica operators created: {created} ({stats:?})");
     // Every replica holds the 20 keys.
     madsim::time::sleep(Duration::from_secs(1)).await;
-    for id in after {
-        assert_eq!(cluster.data(id).len(), 20, "store {id}");
+    for id in &after {
+        assert_eq!(cluster.data(*id).len(), 20, "store {id}");
     }
+    // A new client finds the region's new peers through PD.
+    let pd_addrs = cluster.pd_addrs();
+    node.spawn(async move {
+        let mut config = minikv_client::ClientConfig::new(Default::default());
+        config.pd_members = pd_addrs;
+        let mut c =
+            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        for i in 0..20u32 {
+            assert_eq!(c.get(format!("k{i}").as_bytes()).await.unwrap(), Some(b"v".to_vec()));
+        }
+    })
+    .await
+    .unwrap();
 }

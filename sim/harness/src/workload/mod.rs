@@ -210,11 +210,21 @@ pub enum Outcome<T> {
 
 impl Client {
     pub async fn connect(env: &Env) -> Client {
-        let raw =
-            RawClient::connect(ClientConfig::new(env.addrs.clone()), Clock::new(), "0.0.0.0:0")
-                .await
-                .unwrap_or_else(|e| panic!("a workload client cannot bind: {e}"));
+        let raw = RawClient::connect(Client::config(env), Clock::new(), "0.0.0.0:0")
+            .await
+            .unwrap_or_else(|e| panic!("a workload client cannot bind: {e}"));
         Client { raw, process: env.history.new_process(), history: env.history.clone() }
+    }
+
+    /// A client of a run with PD knows only PD's members, as TiKV's clients do: it finds
+    /// regions, leaders and stores' addresses there. Without PD it knows every store.
+    fn config(env: &Env) -> ClientConfig {
+        if env.pd_addrs.is_empty() {
+            return ClientConfig::new(env.addrs.clone());
+        }
+        let mut config = ClientConfig::new(BTreeMap::new());
+        config.pd_members = env.pd_addrs.clone();
+        config
     }
 
     fn record(&mut self, kind: Kind, f: &str, key: &str, value: &str) {

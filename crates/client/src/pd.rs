@@ -1,4 +1,4 @@
-//! The PD client: sends each request to the PD node it takes for the leader, follows
+//! The PD client (used by stores, clients and PD's own tools): sends each request to the PD node it takes for the leader, follows
 //! `NotLeader` redirects, tries the next node after a timeout, and backs off while PD is
 //! unavailable, all inside one deadline per request. Every PD request is safe to retry: a
 //! timestamp or ID whose answer was lost is never handed out again, and the writes (bootstrap,
@@ -145,16 +145,36 @@ impl PdClient {
     }
 
     pub async fn get_store(&mut self, store_id: StoreId) -> Result<Option<Store>, PdClientError> {
-        match self.call(PdRequest::GetStore { store_id }).await? {
+        let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
+        self.get_store_until(store_id, deadline_ms).await
+    }
+
+    /// [`PdClient::get_store`] within `deadline_ms`.
+    pub async fn get_store_until(
+        &mut self,
+        store_id: StoreId,
+        deadline_ms: u64,
+    ) -> Result<Option<Store>, PdClientError> {
+        match self.call_until(PdRequest::GetStore { store_id }, deadline_ms).await? {
             PdResponse::Store { store } => Ok(store),
             other => Err(PdClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
-    /// Sends `request` until a PD leader answers it or the deadline passes.
+    /// Sends `request` until a PD leader answers it or the client's request timeout passes.
     pub async fn call(&mut self, request: PdRequest) -> Result<PdResponse, PdClientError> {
+        let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
+        self.call_until(request, deadline_ms).await
+    }
+
+    /// Sends `request` until a PD leader answers it or `deadline_ms` (the caller's clock)
+    /// passes: a lookup that is one step of a larger request keeps to that request's deadline.
+    pub async fn call_until(
+        &mut self,
+        request: PdRequest,
+        deadline_ms: u64,
+    ) -> Result<PdResponse, PdClientError> {
         let start_ms = self.clock.now_ms();
-        let deadline_ms = start_ms + self.config.request_timeout_ms;
         let mut backoff_ms = self.config.backoff_base_ms;
         let mut last_error = String::from("no attempt");
         let ids: Vec<u64> = self.config.members.keys().copied().collect();
