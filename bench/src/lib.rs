@@ -1,7 +1,7 @@
 //! minikv-bench: benchmark drivers; each binary is one `cargo xtask bench` target.
 //!
-//! This library holds what the binaries share: a tiny argument reader, rate formatting, and the
-//! batch-throughput loop that drives any replicated log the same way, so two implementations are
+//! This library holds what the binaries share: a tiny argument reader, rate formatting, the PD
+//! benchmarks' timestamp-order check and percentiles, and the batch-throughput loop that drives any replicated log the same way, so two implementations are
 //! compared through one loop shape.
 
 use std::time::{Duration, Instant};
@@ -20,6 +20,43 @@ pub fn arg_or<T: std::str::FromStr>(name: &str, default: T) -> T {
             raw.parse().unwrap_or_else(|_| panic!("{flag}: cannot parse {raw:?}"))
         }
     }
+}
+
+/// Reads `--name a,b,c` (unsigned integers) from the process arguments, or returns `default`.
+/// Panics like [`arg_or`] on a value that does not parse, and on an empty list.
+pub fn arg_list_or(name: &str, default: &[u64]) -> Vec<u64> {
+    let raw: String = arg_or(name, String::new());
+    if raw.is_empty() {
+        return default.to_vec();
+    }
+    let list: Vec<u64> = raw
+        .split(',')
+        .map(|x| x.trim().parse().unwrap_or_else(|_| panic!("--{name}: cannot parse {x:?}")))
+        .collect();
+    assert!(!list.is_empty(), "--{name} needs at least one value");
+    list
+}
+
+/// Checks one client's timestamps: `first` (the first of `count` consecutive ones) must lie
+/// above `last`, the last one the client got before; returns the new last. Panics otherwise,
+/// since a PD that hands out a timestamp twice or out of order is broken, not slow.
+pub fn check_timestamps(client: u64, last: Option<u64>, first: u64, count: u32) -> u64 {
+    assert!(count > 0, "client {client}: a batch of no timestamps");
+    if let Some(last) = last {
+        assert!(first > last, "client {client}: timestamp {first} after {last}: not increasing");
+    }
+    first.checked_add(u64::from(count) - 1).expect("timestamp overflow")
+}
+
+/// The `p`-th percentile (0 < p <= 100) of `sorted` (ascending), nearest rank; 0 when empty.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    assert!(p > 0.0 && p <= 100.0, "percentile {p} not in (0, 100]");
+    assert!(sorted.is_sorted(), "percentile of an unsorted list");
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// `count` events over `elapsed`, as whole events per second (0 when nothing was timed).
@@ -153,5 +190,28 @@ mod tests {
         assert_eq!(ratio_2dp(3, 2), "1.50");
         assert_eq!(ratio_2dp(2, 3), "0.67");
         assert_eq!(ratio_2dp(1, 0), "inf");
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let sorted: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&sorted, 50.0), 50);
+        assert_eq!(percentile(&sorted, 99.0), 99);
+        assert_eq!(percentile(&sorted, 100.0), 100);
+        assert_eq!(percentile(&[7], 1.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn timestamps_must_lie_above_the_last_batch() {
+        let last = check_timestamps(0, None, 10, 4);
+        assert_eq!(last, 13);
+        assert_eq!(check_timestamps(0, Some(last), 14, 1), 14);
+    }
+
+    #[test]
+    #[should_panic(expected = "not increasing")]
+    fn a_timestamp_inside_the_last_batch_panics() {
+        check_timestamps(3, Some(13), 13, 1);
     }
 }

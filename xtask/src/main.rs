@@ -23,13 +23,13 @@ commands:
                        the standard sweep with each planted bug on: detection rate, seeds to first
                        detection and the catching check (--budgets: CI's short version)
   test                 fmt, clippy and every test, in the plain and the --cfg madsim build
-  bench <target>       run a benchmark, optimized build (targets: raft, engine, checker, sim-kv, sim)
+  bench <target>       run a benchmark, optimized build (targets: raft, engine, checker, sim-kv, pd, sim)
   check [args]         check a history file: cargo xtask check --model linearizable FILE [--html OUT] [--json]
 
-sim, replay, sweep and bench sim build minikv-sim with --cfg madsim in target/madsim: sim and
-replay with the release profile (quick to rebuild), sweep and bench with the optimized profile
-(whole-program optimization: slower to build, faster to run); `cargo xtask sim --help` shows
-every flag.";
+sim, replay, sweep and bench sim build minikv-sim with --cfg madsim in target/madsim (bench
+sim-kv and the simulated half of bench pd build theirs there too): sim and replay with the
+release profile (quick to rebuild), sweep and bench with the optimized profile (whole-program
+optimization: slower to build, faster to run); `cargo xtask sim --help` shows every flag.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
