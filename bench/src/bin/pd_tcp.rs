@@ -30,7 +30,9 @@ mod tcp {
 
     use minikv_bench::{arg_list_or, arg_or, check_timestamps, percentile};
     use minikv_engine::{Engine, FileDisk};
-    use minikv_pd::{MAX_TSO_COUNT, PD_REGION_ID, PdClient, PdClientConfig, PdConfig, PdService};
+    use minikv_pd::{
+        MAX_TSO_COUNT, PD_REGION_ID, PdClient, PdClientConfig, PdConfig, PdService, PdStats,
+    };
     use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch};
     use minikv_raftstore::StoreConfig;
     use minikv_runtime::Clock;
@@ -101,7 +103,9 @@ mod tcp {
                     )
                     .await
                     .expect("node starts");
-                    let service = PdService::start(pd_config, clock).await.expect("PD starts");
+                    let service = PdService::start(pd_config, clock, PdStats::default())
+                        .await
+                        .expect("PD starts");
                     drop(tokio::spawn(service.run()));
                     started_tx.send(()).expect("main thread waits");
                     tokio::select! {
