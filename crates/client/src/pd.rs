@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use minikv_proto::metapb::{Store, StoreId};
 use minikv_proto::pdpb::{
-    PdError, PdRequest, PdRequestEnvelope, PdResponse, PdResponseEnvelope, TAG_PD_REQUEST,
-    TAG_PD_RESPONSE, Timestamp,
+    PdError, PdRequest, PdRequestEnvelope, PdResponse, PdResponseEnvelope, StoreStats,
+    TAG_PD_REQUEST, TAG_PD_RESPONSE, Timestamp,
 };
 use minikv_runtime::net::{Endpoint, Inbox, MAX_MESSAGE_BYTES, send_msg};
 use minikv_runtime::{Alarm, Clock};
@@ -147,6 +147,17 @@ impl PdClient {
     pub async fn get_store(&mut self, store_id: StoreId) -> Result<Option<Store>, PdClientError> {
         let deadline_ms = self.clock.now_ms() + self.config.request_timeout_ms;
         self.get_store_until(store_id, deadline_ms).await
+    }
+
+    /// What the store's last heartbeat told PD (`None` before its first one).
+    pub async fn get_store_stats(
+        &mut self,
+        store_id: StoreId,
+    ) -> Result<Option<StoreStats>, PdClientError> {
+        match self.call(PdRequest::GetStoreStats { store_id }).await? {
+            PdResponse::StoreStats { stats } => Ok(stats),
+            other => Err(PdClientError::Unexpected(format!("{other:?}"))),
+        }
     }
 
     /// [`PdClient::get_store`] within `deadline_ms`.

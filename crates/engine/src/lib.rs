@@ -14,6 +14,6 @@ pub mod wal;
 
 pub use batch::{Mutation, WriteBatch};
 pub use cf::Cf;
-pub use disk::{Disk, FaultCounters, FileDisk, SimDisk, SimDiskBackend, SimDiskConfig};
+pub use disk::{Disk, DiskUsage, FaultCounters, FileDisk, SimDisk, SimDiskBackend, SimDiskConfig};
 pub use engine::{Engine, EngineConfig, EngineSnapshot, EngineStats, KvPair};
 pub use error::{Error, Result};

@@ -142,6 +142,11 @@ impl Meta {
                 Ok(PdResponse::Store { store: storage.store(store_id).await? })
             }
             PdRequest::GetAllStores => Ok(PdResponse::Stores { stores: storage.stores().await? }),
+            PdRequest::GetStoreStats { store_id } => {
+                let view = self.view(storage, now_ms).await?;
+                let stats = view.cluster.store(store_id).and_then(|s| s.stats.clone());
+                Ok(PdResponse::StoreStats { stats })
+            }
             PdRequest::GetRegion { key } => {
                 let view = self.view(storage, now_ms).await?;
                 let region = view.cluster.region_by_key(&key).map(|r| r.to_info());

@@ -112,6 +112,10 @@ pub enum PdRequest {
         store_id: StoreId,
     },
     GetAllStores,
+    /// What the store's last heartbeat said (held in the serving PD node's memory).
+    GetStoreStats {
+        store_id: StoreId,
+    },
     /// The region holding `key`, as PD last heard of it.
     GetRegion {
         #[serde(with = "crate::bytes")]
@@ -148,6 +152,7 @@ impl PdRequest {
             PdRequest::PutStore { .. } => "put-store",
             PdRequest::GetStore { .. } => "get-store",
             PdRequest::GetAllStores => "get-all-stores",
+            PdRequest::GetStoreStats { .. } => "get-store-stats",
             PdRequest::GetRegion { .. } => "get-region",
             PdRequest::GetRegionById { .. } => "get-region-by-id",
             PdRequest::ScanRegions { .. } => "scan-regions",
@@ -157,11 +162,15 @@ impl PdRequest {
     }
 }
 
-/// A region with the leader PD last heard from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A region as PD last heard of it from its leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct RegionInfo {
     pub region: Region,
     pub leader: Option<Peer>,
+    pub pending_peers: Vec<Peer>,
+    pub down_peers: Vec<DownPeer>,
+    pub approximate_size_bytes: u64,
+    pub approximate_keys: u64,
 }
 
 /// The answer to a `PdRequest`.
@@ -185,6 +194,9 @@ pub enum PdResponse {
     },
     Stores {
         stores: Vec<Store>,
+    },
+    StoreStats {
+        stats: Option<StoreStats>,
     },
     Region {
         region: Option<RegionInfo>,
@@ -285,13 +297,21 @@ mod tests {
             let env = PdRequestEnvelope { request_id: i as u64, request };
             assert_eq!(decode::<PdRequestEnvelope>(&encode(&env).unwrap()).unwrap(), env);
         }
-        let info = RegionInfo { region, leader: Some(peer.clone()) };
+        let info = RegionInfo {
+            region,
+            leader: Some(peer.clone()),
+            approximate_size_bytes: 3,
+            ..RegionInfo::default()
+        };
         let responses = vec![
             PdResponse::Tso { first: ts_at(9, 1), count: 2 },
             PdResponse::Id { id: 7 },
             PdResponse::Bootstrapped { bootstrapped: true },
             PdResponse::Ok,
             PdResponse::Store { store: None },
+            PdResponse::StoreStats {
+                stats: Some(StoreStats { used_bytes: 9, ..Default::default() }),
+            },
             PdResponse::Stores { stores: vec![Store::default()] },
             PdResponse::Region { region: Some(info.clone()) },
             PdResponse::Regions { regions: vec![info] },

@@ -68,6 +68,9 @@ pub(crate) struct Peer {
     lease: Lease,
     /// Reads served from the lease, without a ReadIndex round.
     pub lease_reads: u64,
+    /// Tick at which each other peer was last heard from (reset when this peer becomes
+    /// leader): the leader reports peers silent too long as down.
+    heard_tick: BTreeMap<PeerId, u64>,
 }
 
 fn raft_config(cfg: &StoreConfig, peer_id: PeerId, applied: u64) -> Config {
@@ -109,6 +112,7 @@ impl Peer {
             observed,
             lease: Lease::default(),
             lease_reads: 0,
+            heard_tick: BTreeMap::new(),
         })
     }
 
@@ -118,10 +122,54 @@ impl Peer {
         let raft = &self.raw.raft;
         let now = (raft.role, raft.term, raft.leader_id);
         if now != self.observed {
+            if now.0 == StateRole::Leader && self.observed.0 != StateRole::Leader {
+                // A new leader has heard from no one yet: every peer starts its silence now.
+                let ticks = self.ticks;
+                self.heard_tick = self.region().peers.iter().map(|p| (p.id, ticks)).collect();
+            }
             self.observed = now;
             self.lease.expire();
             events::role_changed(self.region().id, now.0, now.1, now.2);
         }
+    }
+
+    /// A message from peer `from` arrived.
+    pub fn heard_from(&mut self, from: PeerId) {
+        self.heard_tick.insert(from, self.ticks);
+    }
+
+    /// Leader only: the region's other peers with the ticks since each was last heard from.
+    pub fn silent_ticks(&self) -> BTreeMap<PeerId, u64> {
+        if !self.is_leader() {
+            return BTreeMap::new();
+        }
+        let region = self.region();
+        region
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .map(|p| {
+                let heard = self.heard_tick.get(&p.id).copied().unwrap_or(0);
+                (p.id, self.ticks.saturating_sub(heard))
+            })
+            .collect()
+    }
+
+    /// Leader only: the region's peers whose log ends before the leader's first entry (they
+    /// can only catch up by a snapshot), as TiKV counts pending peers.
+    pub fn pending_peers(&self) -> Vec<metapb::Peer> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let truncated = self.storage().truncated_state().index;
+        let progress = &self.raw.raft.prs.progress;
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .filter(|p| progress.get(&p.id).is_some_and(|pr| pr.matched < truncated))
+            .cloned()
+            .collect()
     }
 
     pub fn storage(&self) -> &PeerStorage {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use minikv_engine::Engine;
 use minikv_proto::errorpb::RegionError;
-use minikv_proto::metapb::{self, Region, RegionId, StoreId};
+use minikv_proto::metapb::{self, PeerId, Region, RegionId, StoreId};
 use minikv_proto::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
 use minikv_proto::raft_serverpb::{RaftMessage, RegionLocalState};
 use minikv_raft::{CAMPAIGN_TRANSFER_CONTEXT, MessageType, StateRole};
@@ -56,6 +56,10 @@ pub struct PeerStatus {
     pub pending_reads: usize,
     /// Reads this peer served from its leader lease.
     pub lease_reads: u64,
+    /// Leader only: each other peer's ticks since it was last heard from.
+    pub silent_ticks: BTreeMap<PeerId, u64>,
+    /// Leader only: peers that need a snapshot to catch up.
+    pub pending_peers: Vec<metapb::Peer>,
 }
 
 /// A store: every peer this node hosts, and the queues the environment drains.
@@ -267,6 +271,7 @@ impl Store {
             return Ok(());
         }
         peer.peer_cache.insert(msg.from_peer.id, msg.from_peer.clone());
+        peer.heard_from(msg.from_peer.id);
         // Errors here are stale or misdirected messages (e.g. a response from a removed
         // peer); Raft ignores them and so do we.
         let _ = peer.raw.step(msg.message);
@@ -310,6 +315,8 @@ impl Store {
             pending_proposals: peer.proposals.len(),
             pending_reads: peer.reads.len(),
             lease_reads: peer.lease_reads,
+            silent_ticks: peer.silent_ticks(),
+            pending_peers: peer.pending_peers(),
         })
     }
 }

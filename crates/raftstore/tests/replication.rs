@@ -113,3 +113,45 @@ fn server_is_busy_at_the_queue_bound() {
     c.run_ticks(5);
     c.put(b"after", b"ok");
 }
+
+#[test]
+fn the_leader_reports_a_silent_peer_and_one_that_needs_a_snapshot() {
+    let config = minikv_raftstore::StoreConfig {
+        raft_log_gc_count_limit: 5,
+        raft_log_gc_threshold_entries: 2,
+        ..test_config()
+    };
+    let mut c = Cluster::new(3, 3, 7, config);
+    let leader = c.wait_leader(100);
+    c.put(b"k", b"v0");
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    let status = c.store(leader).peer_status(1).unwrap();
+    assert!(status.pending_peers.is_empty(), "{status:?}");
+    assert!(status.silent_ticks.values().all(|t| *t < 5), "{status:?}");
+    c.partition(&[lagging], &(1..=3).filter(|id| *id != lagging).collect::<Vec<_>>());
+    for i in 0..40 {
+        c.put(b"k", format!("v{i}").as_bytes());
+    }
+    c.run_ticks(30);
+    let status = c.store(leader).peer_status(1).unwrap();
+    let pending: Vec<u64> = status.pending_peers.iter().map(|p| p.store_id).collect();
+    assert_eq!(pending, vec![lagging], "the leader compacted past it: {status:?}");
+    let silent: Vec<(u64, u64)> = status.silent_ticks.iter().map(|(p, t)| (*p, *t)).collect();
+    let lagging_peer = status.region.peer_on_store(lagging).unwrap().id;
+    for (peer, ticks) in silent {
+        if peer == lagging_peer {
+            assert!(ticks >= 30, "peer {peer} silent for {ticks} ticks: {status:?}");
+        } else {
+            assert!(ticks < 5, "peer {peer} silent for {ticks} ticks: {status:?}");
+        }
+    }
+    // A follower knows of no silence or lag: only the leader reports them.
+    let other = (1..=3).find(|id| *id != leader && *id != lagging).unwrap();
+    let follower = c.store(other).peer_status(1).unwrap();
+    assert!(follower.silent_ticks.is_empty() && follower.pending_peers.is_empty());
+    c.heal();
+    c.run_ticks(60);
+    let status = c.store(leader).peer_status(1).unwrap();
+    assert!(status.pending_peers.is_empty(), "caught up by a snapshot: {status:?}");
+    assert!(status.silent_ticks.values().all(|t| *t < 5), "{status:?}");
+}

@@ -57,6 +57,8 @@ pub struct PdTunables {
     pub schedule_interval_ms: u64,
     /// How often each store heartbeats PD (its store, and each region it leads).
     pub heartbeat_interval_ms: u64,
+    /// A region's leader reports a peer silent this long as down.
+    pub peer_down_after_ms: u64,
 }
 
 impl Default for PdTunables {
@@ -70,6 +72,7 @@ impl Default for PdTunables {
             max_store_down_ms: base.max_store_down_ms,
             schedule_interval_ms: base.schedule_interval_ms,
             heartbeat_interval_ms: 100,
+            peer_down_after_ms: 1_000,
         }
     }
 }
@@ -521,6 +524,8 @@ fn start_node(
             pd_members: pd_members.clone(),
             bootstrap_region: bootstrap.clone(),
             heartbeat_interval_ms: config.pd.heartbeat_interval_ms,
+            raft_tick_ms: config.tick_interval_ms,
+            peer_down_after_ms: config.pd.peer_down_after_ms,
         });
     let booted = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));

@@ -248,3 +248,69 @@ async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_st
     .await
     .unwrap();
 }
+
+#[madsim::test]
+async fn heartbeats_carry_disk_usage_region_size_and_down_and_pending_peers() {
+    let mut config = SimClusterConfig::new(3, 1);
+    config.pd_nodes = 3;
+    // PD never replaces the silent peer here: the test watches it reported as down.
+    config.pd.max_store_down_ms = 600_000;
+    let mut cluster = SimCluster::start(config);
+    let voters = three_voters(&cluster, None, 5_000).await;
+    let node = cluster.client_node("client-0");
+    let pd_addrs = cluster.pd_addrs();
+    let addrs = pd_addrs.clone();
+    node.spawn(async move {
+        let mut config = minikv_client::ClientConfig::new(Default::default());
+        config.pd_members = addrs;
+        let mut c =
+            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        for i in 0..30u32 {
+            c.put(format!("key{i:02}").as_bytes(), b"value").await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let leader = cluster.leader().unwrap();
+    let follower = *voters.iter().find(|s| **s != leader).unwrap();
+    cluster.crash(follower);
+    // Past `peer_down_after_ms` (1 s) and a few heartbeats.
+    madsim::time::sleep(Duration::from_millis(2_500)).await;
+    let leader = cluster.leader().unwrap();
+    let (info, stats) = node
+        .spawn(async move {
+            let mut pd = connect(pd_addrs).await;
+            let info = match pd.call(PdRequest::GetRegion { key: b"key07".to_vec() }).await {
+                Ok(PdResponse::Region { region: Some(info) }) => info,
+                other => panic!("get region: {other:?}"),
+            };
+            (info, pd.get_store_stats(leader).await.unwrap().expect("the leader heartbeated"))
+        })
+        .await
+        .unwrap();
+    // 30 keys of 5 bytes with 5-byte values.
+    assert_eq!(info.approximate_keys, 30, "{info:?}");
+    assert_eq!(info.approximate_size_bytes, 300, "{info:?}");
+    let down: Vec<u64> = info.down_peers.iter().map(|d| d.peer.store_id).collect();
+    assert_eq!(down, vec![follower], "{info:?}");
+    assert!(info.down_peers[0].down_ms >= 1_000, "{info:?}");
+    assert_eq!(stats.region_count, 1, "{stats:?}");
+    assert_eq!(stats.leader_count, 1, "{stats:?}");
+    assert!(stats.used_bytes > 0, "{stats:?}");
+    assert!(!stats.is_busy && !stats.disk_failing, "{stats:?}");
+    // Back up, the follower is heard from again and no longer down.
+    cluster.restart(follower);
+    madsim::time::sleep(Duration::from_millis(2_000)).await;
+    let pd_addrs = cluster.pd_addrs();
+    let info = node
+        .spawn(async move {
+            let mut pd = connect(pd_addrs).await;
+            match pd.call(PdRequest::GetRegion { key: b"key07".to_vec() }).await {
+                Ok(PdResponse::Region { region: Some(info) }) => info,
+                other => panic!("get region: {other:?}"),
+            }
+        })
+        .await
+        .unwrap();
+    assert!(info.down_peers.is_empty(), "{info:?}");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use redb::StorageBackend;
 use redb::backends::FileBackend;
 
-use super::Disk;
+use super::{Disk, DiskUsage};
 
 /// A file on the real file system; created empty if it does not exist.
 #[derive(Debug, Clone)]
@@ -37,5 +37,14 @@ impl Disk for FileDisk {
             .open(&self.path)?;
         let backend = FileBackend::new(file).map_err(io::Error::other)?;
         Ok(Box::new(backend))
+    }
+
+    fn usage(&self) -> io::Result<DiskUsage> {
+        let used_bytes = match std::fs::metadata(&self.path) {
+            Ok(metadata) => metadata.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(DiskUsage { used_bytes, capacity_bytes: None })
     }
 }

@@ -35,6 +35,17 @@ pub trait Disk: fmt::Debug + Send + Sync {
     /// hold after "killing" it: without that, the dead process's database and the new one would
     /// both write the disk (or, with the lock, the dead one would block every restart).
     fn start_process(&self) {}
+
+    /// How much of the disk the engine's bytes take, and how much it can hold.
+    fn usage(&self) -> io::Result<DiskUsage>;
+}
+
+/// Space on a disk, as a store reports it to PD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub used_bytes: u64,
+    /// `None`: no limit is known (a file on a file system we do not measure).
+    pub capacity_bytes: Option<u64>,
 }
 
 /// Marks an I/O error raised because a sector failed its checksum; the engine turns it into

@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use redb::{BackendError, StorageBackend};
 
-use super::{Disk, DiskDetached, SECTOR_BYTES};
+use super::{Disk, DiskDetached, DiskUsage, SECTOR_BYTES};
 
 /// One in a million: the unit of every fault rate.
 pub const PPM: u32 = 1_000_000;
@@ -506,6 +506,15 @@ impl Disk for SimDisk {
 
     fn start_process(&self) {
         self.process_exit();
+    }
+
+    fn usage(&self) -> io::Result<DiskUsage> {
+        let state = self.lock();
+        let capacity_bytes = state.config.capacity_bytes;
+        Ok(DiskUsage {
+            used_bytes: state.len,
+            capacity_bytes: (capacity_bytes != u64::MAX).then_some(capacity_bytes),
+        })
     }
 }
 

@@ -47,7 +47,14 @@ impl CachedRegion {
 
     /// The region and its leader, as PD answers routing requests.
     pub fn to_info(&self) -> RegionInfo {
-        RegionInfo { region: self.region.clone(), leader: self.leader.clone() }
+        RegionInfo {
+            region: self.region.clone(),
+            leader: self.leader.clone(),
+            pending_peers: self.pending_peers.clone(),
+            down_peers: self.down_peers.clone(),
+            approximate_size_bytes: self.approximate_size_bytes,
+            approximate_keys: self.approximate_keys,
+        }
     }
 
     /// True when the leader reported `peer_id` as lagging.
