@@ -213,6 +213,7 @@ impl Meta {
             Swap::Lost { .. } => return Err(PdError::AlreadyBootstrapped),
         }
         storage.put_store(&record.store).await?;
+        // A retried bootstrap may find the region's record already newer: that one stands.
         storage.put_region(&record.region).await?;
         let view = self.view(storage, now_ms).await?;
         view.cluster.put_store(record.store, now_ms)?;
@@ -260,8 +261,20 @@ impl Meta {
         }
         // Written back before the answer: a new leader's view must not be older than what
         // this one acted on.
-        if outcome.needs_persist {
-            storage.put_region(&heartbeat.region).await?;
+        if outcome.needs_persist
+            && let Swap::Lost { found } = storage.put_region(&heartbeat.region).await?
+        {
+            // Another PD node wrote a newer record: this node's view is stale. It loads the
+            // view again on its next request (if it still serves).
+            self.stats.update(|s| s.stale_heartbeats += 1);
+            self.forget_view();
+            let held = found.map(|r| r.epoch);
+            return Err(PdError::StaleRegion {
+                reason: format!(
+                    "region {} at {:?} is older than PD's record at {held:?}",
+                    heartbeat.region.id, heartbeat.region.epoch
+                ),
+            });
         }
         for id in outcome.removed_region_ids {
             storage.delete_region(id).await?;

@@ -203,8 +203,30 @@ impl Storage {
         self.scan_prefix(STORE_PREFIX).await
     }
 
-    pub async fn put_region(&mut self, region: &Region) -> Result<(), StorageError> {
-        self.raw.put(&region_key(region.id), &encode(region)).await.map_err(failed)
+    /// Writes `region`'s record unless the stored one is newer (a greater version or conf_ver):
+    /// a PD node that lost its leadership without knowing it may still act on a stale
+    /// heartbeat, and must not overwrite what the new leader wrote. A compare-and-swap on the
+    /// record read, so that no newer record lands in between.
+    pub async fn put_region(&mut self, region: &Region) -> Result<Swap<Region>, StorageError> {
+        let key = region_key(region.id);
+        let new = encode(region);
+        for _ in 0..3 {
+            let current = self.raw.get(&key).await.map_err(failed)?;
+            if let Some(bytes) = &current {
+                let stored: Region = decode(&key, bytes)?;
+                if stored.epoch.version > region.epoch.version
+                    || stored.epoch.conf_ver > region.epoch.conf_ver
+                {
+                    return Ok(Swap::Lost { found: Some(stored) });
+                }
+            }
+            let (done, _) =
+                self.raw.cas(&key, current.as_deref(), Some(&new)).await.map_err(failed)?;
+            if done {
+                return Ok(Swap::Done);
+            }
+        }
+        Err(StorageError::Failed(format!("the record of region {} kept moving", region.id)))
     }
 
     pub async fn delete_region(&mut self, id: RegionId) -> Result<(), StorageError> {

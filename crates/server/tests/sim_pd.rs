@@ -314,3 +314,37 @@ async fn heartbeats_carry_disk_usage_region_size_and_down_and_pending_peers() {
         .unwrap();
     assert!(info.down_peers.is_empty(), "{info:?}");
 }
+
+#[madsim::test]
+async fn a_region_record_is_never_overwritten_by_an_older_one() {
+    use minikv_pd::storage::{Storage, Swap};
+    use minikv_proto::metapb::RegionEpoch;
+    let mut cluster = pd_cluster();
+    pd_leader(&cluster).await;
+    let stores = cluster
+        .pd_ids()
+        .into_iter()
+        .map(|id| (id, minikv_server::sim_cluster::store_addr(id)))
+        .collect();
+    let node = cluster.client_node("client-0");
+    node.spawn(async move {
+        let config = minikv_client::ClientConfig::new(stores);
+        let raw = minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await;
+        let mut storage = Storage::new(raw.unwrap());
+        let at = |version, conf_ver| Region {
+            id: 7,
+            epoch: RegionEpoch { version, conf_ver },
+            ..Region::default()
+        };
+        assert_eq!(storage.put_region(&at(2, 2)).await.unwrap(), Swap::Done);
+        // Older in either part of the epoch: refused, naming the record that stands.
+        for stale in [at(1, 2), at(2, 1), at(1, 5)] {
+            let refused = storage.put_region(&stale).await.unwrap();
+            assert_eq!(refused, Swap::Lost { found: Some(at(2, 2)) }, "{stale:?}");
+        }
+        assert_eq!(storage.put_region(&at(2, 3)).await.unwrap(), Swap::Done);
+        assert_eq!(storage.regions().await.unwrap(), vec![at(2, 3)]);
+    })
+    .await
+    .unwrap();
+}
