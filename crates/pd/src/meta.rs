@@ -2,18 +2,19 @@
 //! carry back. Bootstrap and store records are read and written through the PD region on every
 //! request. The cluster view (stores with their stats, the region tree, operators) lives in the
 //! serving node's memory: loaded from the PD region when the node starts to serve, kept by
-//! heartbeats, and every region change a heartbeat brings is written back before it is
-//! answered.
+//! heartbeats, and every region change a heartbeat brings, and every operator started,
+//! advanced or ended, is written back before it is answered.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use minikv_proto::metapb::{Region, Store};
+use minikv_proto::metapb::{Region, RegionId, Store};
 use minikv_proto::pdpb::{PdError, PdRequest, PdResponse, RegionHeartbeat, StoreStats};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::ids::{IdPlan, IdState};
 use crate::schedule::{
-    OperatorController, OperatorCounts, OperatorKind, ScheduleConfig, Scheduler,
+    Operator, OperatorController, OperatorCounts, OperatorKind, ScheduleConfig, Scheduler,
 };
 use crate::storage::{BootstrapRecord, Storage, Swap};
 
@@ -32,6 +33,8 @@ pub struct PdCounters {
     pub view_loads: u64,
     pub region_heartbeats: u64,
     pub stale_heartbeats: u64,
+    /// Operators an earlier PD leader saved, carried on when this node loaded its view.
+    pub operators_restored: u64,
 }
 
 impl PdStats {
@@ -74,6 +77,8 @@ struct View {
     last_schedule_ms: Option<u64>,
     /// Counts already reported to `PdStats` (the controller's are cumulative).
     reported: std::collections::BTreeMap<&'static str, OperatorCounts>,
+    /// The running operators as last saved in the PD region.
+    saved_operators: BTreeMap<RegionId, Operator>,
 }
 
 fn invalid(reason: String) -> PdError {
@@ -139,6 +144,12 @@ impl Meta {
                 Ok(PdResponse::Ok)
             }
             PdRequest::GetStore { store_id } => {
+                // The view holds every store registered through the serving node, and those
+                // before it (loaded): the PD region is read only for a store it has not seen.
+                let view = self.view(storage, now_ms).await?;
+                if let Some(info) = view.cluster.store(store_id) {
+                    return Ok(PdResponse::Store { store: Some(info.store.clone()) });
+                }
                 Ok(PdResponse::Store { store: storage.store(store_id).await? })
             }
             PdRequest::GetAllStores => Ok(PdResponse::Stores { stores: storage.stores().await? }),
@@ -286,7 +297,30 @@ impl Meta {
             None => None,
         };
         self.report_operators();
+        // Saved before the step leaves: the next PD leader carries on what this one started.
+        self.save_operators(storage).await?;
         Ok(PdResponse::RegionHeartbeat { step })
+    }
+
+    /// Writes to the PD region every operator started or advanced, and deletes every one
+    /// ended, since the last save.
+    async fn save_operators(&mut self, storage: &mut Storage) -> Result<(), PdError> {
+        let Some(view) = self.view.as_mut() else { return Ok(()) };
+        let running: BTreeMap<RegionId, Operator> =
+            view.controller.operators().map(|op| (op.region_id, op.clone())).collect();
+        let ended: Vec<RegionId> =
+            view.saved_operators.keys().filter(|id| !running.contains_key(id)).copied().collect();
+        for id in ended {
+            storage.delete_operator(id).await?;
+            view.saved_operators.remove(&id);
+        }
+        for (id, op) in running {
+            if view.saved_operators.get(&id) != Some(&op) {
+                storage.put_operator(&op).await?;
+                view.saved_operators.insert(id, op);
+            }
+        }
+        Ok(())
     }
 
     /// A scheduling round, if the last one is `schedule_interval_ms` old. New peers take IDs
@@ -350,13 +384,27 @@ impl Meta {
             {
                 cluster.load_region(record.region);
             }
-            self.stats.update(|s| s.view_loads += 1);
+            // Operators an earlier leader started run on; their timeouts count from now (the
+            // creation time was another node's clock).
+            let mut controller = OperatorController::new(self.config.schedule.operator_timeout_ms);
+            let mut saved_operators = BTreeMap::new();
+            for mut op in storage.operators().await? {
+                op.created_at_ms = now_ms;
+                if cluster.region(op.region_id).is_some() && controller.restore(op.clone()) {
+                    saved_operators.insert(op.region_id, op);
+                }
+            }
+            self.stats.update(|s| {
+                s.view_loads += 1;
+                s.operators_restored += saved_operators.len() as u64;
+            });
             self.view = Some(View {
                 cluster,
-                controller: OperatorController::new(self.config.schedule.operator_timeout_ms),
+                controller,
                 scheduler: Scheduler::new(self.config.schedule.clone()),
                 last_schedule_ms: None,
                 reported: Default::default(),
+                saved_operators,
             });
         }
         Ok(self.view.as_mut().expect("loaded above"))

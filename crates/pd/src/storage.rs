@@ -1,5 +1,5 @@
 //! PD's state in its own Raft-replicated region, as keys: the TSO bound, the ID window's end,
-//! the bootstrap record, stores and regions. Every access goes through the raw client to the
+//! the bootstrap record, stores, regions and running operators. Every access goes through the raw client to the
 //! region's leader (reads by ReadIndex), as PD goes through etcd.
 
 use minikv_client::{Error as ClientError, RawClient};
@@ -7,6 +7,7 @@ use minikv_proto::metapb::{Region, RegionId, Store, StoreId};
 use minikv_proto::pdpb::PdError;
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::Operator;
 use crate::tso::{decode_bound, encode_bound};
 
 const TSO_BOUND_KEY: &[u8] = b"pd/tso";
@@ -14,6 +15,7 @@ const ID_END_KEY: &[u8] = b"pd/id";
 const CLUSTER_KEY: &[u8] = b"pd/cluster";
 const STORE_PREFIX: &str = "pd/store/";
 const REGION_PREFIX: &str = "pd/region/";
+const OPERATOR_PREFIX: &str = "pd/operator/";
 
 /// Written once, by the bootstrap: the cluster's first store and region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +69,10 @@ fn region_key(id: RegionId) -> Vec<u8> {
 }
 
 /// The end of a prefix's key range.
+fn operator_key(region_id: RegionId) -> Vec<u8> {
+    format!("{OPERATOR_PREFIX}{region_id:020}").into_bytes()
+}
+
 fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     *end.last_mut().expect("non-empty prefix") += 1;
@@ -235,6 +241,19 @@ impl Storage {
 
     pub async fn regions(&mut self) -> Result<Vec<Region>, StorageError> {
         self.scan_prefix(REGION_PREFIX).await
+    }
+
+    pub async fn put_operator(&mut self, op: &Operator) -> Result<(), StorageError> {
+        self.raw.put(&operator_key(op.region_id), &encode(op)).await.map_err(failed)
+    }
+
+    pub async fn delete_operator(&mut self, region_id: RegionId) -> Result<(), StorageError> {
+        self.raw.delete(&operator_key(region_id)).await.map_err(failed)
+    }
+
+    /// The operators saved as running, in region id order.
+    pub async fn operators(&mut self) -> Result<Vec<Operator>, StorageError> {
+        self.scan_prefix(OPERATOR_PREFIX).await
     }
 
     async fn scan_prefix<T: for<'de> Deserialize<'de>>(

@@ -4,7 +4,8 @@
 
 #![cfg(madsim)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use minikv_pd::{PdClient, PdClientConfig, PdClientError};
@@ -20,8 +21,24 @@ fn pd_cluster() -> SimCluster {
 }
 
 /// A PD client; connect it on the machine it runs on (an endpoint belongs to its node).
-async fn connect(addrs: std::collections::BTreeMap<u64, std::net::SocketAddr>) -> PdClient {
+async fn connect(addrs: BTreeMap<u64, SocketAddr>) -> PdClient {
     PdClient::connect(PdClientConfig::new(addrs), Clock::new(), "0.0.0.0:0").await.expect("bind")
+}
+
+/// A raw client that knows PD's members and no store (connect it on its own node).
+async fn pd_routed_client(pd_addrs: BTreeMap<u64, SocketAddr>) -> minikv_client::RawClient {
+    let mut config = minikv_client::ClientConfig::new(BTreeMap::new());
+    config.pd_members = pd_addrs;
+    minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.expect("bind")
+}
+
+/// PD's own storage, through a raw client to the PD nodes' stores (connect it on its own node).
+async fn pd_storage(pd_ids: Vec<u64>) -> minikv_pd::storage::Storage {
+    let stores =
+        pd_ids.into_iter().map(|id| (id, minikv_server::sim_cluster::store_addr(id))).collect();
+    let config = minikv_client::ClientConfig::new(stores);
+    let raw = minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await;
+    minikv_pd::storage::Storage::new(raw.expect("bind"))
 }
 
 /// Waits until a PD leader is elected and returns it.
@@ -194,10 +211,7 @@ async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_st
     let node = cluster.client_node("client-0");
     let pd_addrs = cluster.pd_addrs();
     node.spawn(async move {
-        let mut config = minikv_client::ClientConfig::new(Default::default());
-        config.pd_members = pd_addrs;
-        let mut c =
-            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        let mut c = pd_routed_client(pd_addrs).await;
         for i in 0..20u32 {
             c.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
         }
@@ -237,10 +251,7 @@ async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_st
     // A new client finds the region's new peers through PD.
     let pd_addrs = cluster.pd_addrs();
     node.spawn(async move {
-        let mut config = minikv_client::ClientConfig::new(Default::default());
-        config.pd_members = pd_addrs;
-        let mut c =
-            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        let mut c = pd_routed_client(pd_addrs).await;
         for i in 0..20u32 {
             assert_eq!(c.get(format!("k{i}").as_bytes()).await.unwrap(), Some(b"v".to_vec()));
         }
@@ -261,10 +272,7 @@ async fn heartbeats_carry_disk_usage_region_size_and_down_and_pending_peers() {
     let pd_addrs = cluster.pd_addrs();
     let addrs = pd_addrs.clone();
     node.spawn(async move {
-        let mut config = minikv_client::ClientConfig::new(Default::default());
-        config.pd_members = addrs;
-        let mut c =
-            minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await.unwrap();
+        let mut c = pd_routed_client(addrs).await;
         for i in 0..30u32 {
             c.put(format!("key{i:02}").as_bytes(), b"value").await.unwrap();
         }
@@ -317,20 +325,14 @@ async fn heartbeats_carry_disk_usage_region_size_and_down_and_pending_peers() {
 
 #[madsim::test]
 async fn a_region_record_is_never_overwritten_by_an_older_one() {
-    use minikv_pd::storage::{Storage, Swap};
+    use minikv_pd::storage::Swap;
     use minikv_proto::metapb::RegionEpoch;
     let mut cluster = pd_cluster();
     pd_leader(&cluster).await;
-    let stores = cluster
-        .pd_ids()
-        .into_iter()
-        .map(|id| (id, minikv_server::sim_cluster::store_addr(id)))
-        .collect();
+    let pd_ids = cluster.pd_ids();
     let node = cluster.client_node("client-0");
     node.spawn(async move {
-        let config = minikv_client::ClientConfig::new(stores);
-        let raw = minikv_client::RawClient::connect(config, Clock::new(), "0.0.0.0:0").await;
-        let mut storage = Storage::new(raw.unwrap());
+        let mut storage = pd_storage(pd_ids).await;
         let at = |version, conf_ver| Region {
             id: 7,
             epoch: RegionEpoch { version, conf_ver },
@@ -344,6 +346,97 @@ async fn a_region_record_is_never_overwritten_by_an_older_one() {
         }
         assert_eq!(storage.put_region(&at(2, 3)).await.unwrap(), Swap::Done);
         assert_eq!(storage.regions().await.unwrap(), vec![at(2, 3)]);
+    })
+    .await
+    .unwrap();
+}
+
+#[madsim::test]
+async fn a_new_pd_leader_carries_on_the_operators_the_last_one_started() {
+    use minikv_pd::PdStats;
+    use minikv_pd::cluster::ClusterConfig;
+    use minikv_pd::meta::{Meta, MetaConfig};
+    use minikv_pd::schedule::ScheduleConfig;
+    use minikv_proto::pdpb::{OperatorStep, RegionHeartbeat, StoreStats};
+    let mut cluster = pd_cluster();
+    pd_leader(&cluster).await;
+    let pd_ids = cluster.pd_ids();
+    let node = cluster.client_node("client-0");
+    node.spawn(async move {
+        let mut storage = pd_storage(pd_ids).await;
+        let meta_config = MetaConfig {
+            cluster: ClusterConfig { max_store_down_ms: 60_000 },
+            schedule: ScheduleConfig::default(),
+            schedule_interval_ms: 0,
+            id_step: 100,
+        };
+        let store = |id: u64| Store { id, address: format!("s{id}") };
+        let region = Region {
+            id: 1,
+            peers: vec![Peer { id: 1, store_id: 1, ..Peer::default() }],
+            ..Region::default()
+        };
+        // One PD node bootstraps the cluster and meets three stores and a region with one
+        // voter: it starts an operator to add a replica.
+        let first_stats = PdStats::default();
+        let mut first = Meta::new(meta_config.clone(), first_stats.clone());
+        let bootstrap = PdRequest::Bootstrap { store: store(1), region: region.clone() };
+        first.serve(&mut storage, bootstrap, 0).await.unwrap();
+        for id in 1..=3 {
+            first.serve(&mut storage, PdRequest::PutStore { store: store(id) }, 0).await.unwrap();
+            let stats = StoreStats { store_id: id, ..StoreStats::default() };
+            first.serve(&mut storage, PdRequest::StoreHeartbeat { stats }, 0).await.unwrap();
+        }
+        let heartbeat = RegionHeartbeat {
+            region: region.clone(),
+            leader: region.peers[0].clone(),
+            term: 1,
+            ..RegionHeartbeat::default()
+        };
+        let request = PdRequest::RegionHeartbeat { heartbeat };
+        let step = match first.serve(&mut storage, request.clone(), 10).await.unwrap() {
+            PdResponse::RegionHeartbeat { step: Some(step) } => step,
+            other => panic!("no operator step: {other:?}"),
+        };
+        assert!(matches!(step, OperatorStep::AddLearner { .. }), "{step:?}");
+        // The next leader loads the view from the PD region and sends the same step: it
+        // carries the operator on rather than starting another one with other peer IDs.
+        let second_stats = PdStats::default();
+        let mut second = Meta::new(meta_config, second_stats.clone());
+        for id in 1..=3 {
+            let stats = StoreStats { store_id: id, ..StoreStats::default() };
+            second.serve(&mut storage, PdRequest::StoreHeartbeat { stats }, 20).await.unwrap();
+        }
+        match second.serve(&mut storage, request, 30).await.unwrap() {
+            PdResponse::RegionHeartbeat { step: Some(again) } => assert_eq!(again, step),
+            other => panic!("the operator was lost: {other:?}"),
+        }
+        let counters = second_stats.snapshot();
+        assert_eq!(counters.operators_restored, 1, "{counters:?}");
+        assert_eq!(counters.operators.get("replica").map_or(0, |c| c.created), 0);
+        assert_eq!(first_stats.snapshot().operators.get("replica").unwrap().created, 1);
+        // The region shows the peer added and promoted: the operator finishes and its record
+        // goes (another may start at once for the third replica).
+        let OperatorStep::AddLearner { peer } = step else { unreachable!() };
+        let mut grown = region.clone();
+        grown.peers.push(Peer { role: minikv_proto::metapb::PeerRole::Voter, ..peer.clone() });
+        grown.epoch.conf_ver += 2;
+        let heartbeat = RegionHeartbeat {
+            region: grown,
+            leader: region.peers[0].clone(),
+            term: 1,
+            ..RegionHeartbeat::default()
+        };
+        second.serve(&mut storage, PdRequest::RegionHeartbeat { heartbeat }, 40).await.unwrap();
+        let finished = second_stats.snapshot().operators.get("replica").map_or(0, |c| c.finished);
+        assert_eq!(finished, 1);
+        let saved = storage.operators().await.unwrap();
+        assert!(
+            saved
+                .iter()
+                .all(|op| !op.steps.contains(&OperatorStep::AddLearner { peer: peer.clone() })),
+            "{saved:?}"
+        );
     })
     .await
     .unwrap();

@@ -452,13 +452,17 @@ async fn simulate(
     result
 }
 
-/// Operators by kind and outcome (`operators.replica.created`), summed over the PD nodes;
-/// only those that happened.
+/// Operators by kind and outcome (`operators.replica.created`), and those a new PD leader
+/// carried on (`operators.restored`), summed over the PD nodes; only those that happened.
 fn pd_operator_counts(c: &SimCluster) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for id in c.pd_ids() {
         let Some(stats) = c.pd_stats(id) else { continue };
-        for (kind, n) in stats.snapshot().operators {
+        let stats = stats.snapshot();
+        if stats.operators_restored > 0 {
+            *out.entry("operators.restored".to_string()).or_default() += stats.operators_restored;
+        }
+        for (kind, n) in stats.operators {
             for (what, v) in [
                 ("created", n.created),
                 ("finished", n.finished),

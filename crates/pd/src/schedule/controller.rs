@@ -52,6 +52,16 @@ impl OperatorController {
         true
     }
 
+    /// Carries on `op`, saved by an earlier PD leader, unless its region already has one; it
+    /// was counted where it was created.
+    pub fn restore(&mut self, op: Operator) -> bool {
+        if self.operators.contains_key(&op.region_id) {
+            return false;
+        }
+        self.operators.insert(op.region_id, op);
+        true
+    }
+
     /// The region's running operator.
     pub fn get(&self, region_id: RegionId) -> Option<&Operator> {
         self.operators.get(&region_id)
@@ -131,10 +141,23 @@ impl OperatorController {
         } else if op.is_timed_out(now_ms, self.operator_timeout_ms) {
             counts.timed_out += 1;
         } else {
-            return op.current().cloned();
+            return op.current().filter(|step| !must_wait(step, region)).cloned();
         }
         self.operators.remove(&region.id());
         None
+    }
+}
+
+/// A learner is promoted only once it has caught up: a voter that the leader cannot reach, or
+/// that still needs a snapshot, counts towards the quorum without helping to form one (one
+/// lagging learner promoted in a region of one voter leaves it needing both). The step waits;
+/// the operator's timeout still runs.
+fn must_wait(step: &OperatorStep, region: &CachedRegion) -> bool {
+    match step {
+        OperatorStep::PromoteLearner { peer } => {
+            region.is_pending(peer.id) || region.down_for_ms(peer.id).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -210,6 +233,25 @@ mod tests {
         let counts = ctl.counts(OperatorKind::Replica);
         assert_eq!((counts.created, counts.finished, counts.cancelled), (1, 1, 0));
         assert_eq!(ctl.on_heartbeat(&r, 50), None, "no operator, no step");
+    }
+
+    #[test]
+    fn a_learner_is_promoted_only_once_caught_up_and_heard_from() {
+        let mut ctl = OperatorController::new(TIMEOUT_MS);
+        ctl.add(add_voter_operator(1, 0));
+        let mut r = cached(4, 1);
+        r.region.peers.push(learner(14, 4));
+        r.pending_peers = vec![learner(14, 4)];
+        assert_eq!(ctl.on_heartbeat(&r, 10), None, "it still needs a snapshot");
+        r.pending_peers.clear();
+        r.down_peers = vec![minikv_proto::pdpb::DownPeer { peer: learner(14, 4), down_ms: 900 }];
+        assert_eq!(ctl.on_heartbeat(&r, 20), None, "the leader does not hear it");
+        assert!(ctl.has_operator(1), "waiting, not dropped");
+        r.down_peers.clear();
+        assert_eq!(
+            ctl.on_heartbeat(&r, 30),
+            Some(OperatorStep::PromoteLearner { peer: voter(14, 4) })
+        );
     }
 
     #[test]

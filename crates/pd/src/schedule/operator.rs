@@ -3,9 +3,10 @@
 
 use minikv_proto::metapb::{Peer, PeerRole, Region, RegionEpoch, RegionId};
 use minikv_proto::pdpb::OperatorStep;
+use serde::{Deserialize, Serialize};
 
 /// Why an operator exists; counters and limits are kept per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OperatorKind {
     /// From the replica checker: add a missing peer, replace a down one, remove an extra one.
     Replica,
@@ -49,7 +50,8 @@ pub fn step_is_done(step: &OperatorStep, region: &Region, leader: Option<&Peer>)
 }
 
 /// The steps for one region, done in order; `current_step` is the first not yet seen done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Saved in the PD region while it runs, so that the next PD leader carries it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operator {
     /// The region the steps are for.
     pub region_id: RegionId,
