@@ -41,6 +41,14 @@ async fn pd_storage(pd_ids: Vec<u64>) -> minikv_pd::storage::Storage {
     minikv_pd::storage::Storage::new(raw.expect("bind"))
 }
 
+/// `stores` stores and three PD nodes; PD finds a store down after `max_store_down_ms`.
+fn stores_with_pd(stores: u64, max_store_down_ms: u64) -> SimCluster {
+    let mut config = SimClusterConfig::new(stores, 1);
+    config.pd_nodes = 3;
+    config.pd.max_store_down_ms = max_store_down_ms;
+    SimCluster::start(config)
+}
+
 /// Waits until a PD leader is elected and returns it.
 async fn pd_leader(cluster: &SimCluster) -> u64 {
     for _ in 0..200 {
@@ -200,10 +208,7 @@ async fn three_voters(cluster: &SimCluster, excluded: Option<u64>, ms: u64) -> V
 
 #[madsim::test]
 async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_store() {
-    let mut config = SimClusterConfig::new(5, 1);
-    config.pd_nodes = 3;
-    config.pd.max_store_down_ms = 1_000;
-    let mut cluster = SimCluster::start(config);
+    let mut cluster = stores_with_pd(5, 1_000);
     // Store 1 bootstrapped the region alone; PD's replica checker adds two more voters.
     let before = three_voters(&cluster, None, 5_000).await;
     // The client knows PD's members and no store: regions, leaders and stores' addresses
@@ -262,11 +267,8 @@ async fn pd_bootstraps_routes_replicates_the_first_region_and_replaces_a_lost_st
 
 #[madsim::test]
 async fn heartbeats_carry_disk_usage_region_size_and_down_and_pending_peers() {
-    let mut config = SimClusterConfig::new(3, 1);
-    config.pd_nodes = 3;
     // PD never replaces the silent peer here: the test watches it reported as down.
-    config.pd.max_store_down_ms = 600_000;
-    let mut cluster = SimCluster::start(config);
+    let mut cluster = stores_with_pd(3, 600_000);
     let voters = three_voters(&cluster, None, 5_000).await;
     let node = cluster.client_node("client-0");
     let pd_addrs = cluster.pd_addrs();
