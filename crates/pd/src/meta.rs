@@ -306,19 +306,25 @@ impl Meta {
     /// ended, since the last save.
     async fn save_operators(&mut self, storage: &mut Storage) -> Result<(), PdError> {
         let Some(view) = self.view.as_mut() else { return Ok(()) };
-        let running: BTreeMap<RegionId, Operator> =
-            view.controller.operators().map(|op| (op.region_id, op.clone())).collect();
-        let ended: Vec<RegionId> =
-            view.saved_operators.keys().filter(|id| !running.contains_key(id)).copied().collect();
+        let ended: Vec<RegionId> = view
+            .saved_operators
+            .keys()
+            .filter(|id| !view.controller.has_operator(**id))
+            .copied()
+            .collect();
         for id in ended {
             storage.delete_operator(id).await?;
             view.saved_operators.remove(&id);
         }
-        for (id, op) in running {
-            if view.saved_operators.get(&id) != Some(&op) {
-                storage.put_operator(&op).await?;
-                view.saved_operators.insert(id, op);
-            }
+        let changed: Vec<Operator> = view
+            .controller
+            .operators()
+            .filter(|op| view.saved_operators.get(&op.region_id) != Some(*op))
+            .cloned()
+            .collect();
+        for op in changed {
+            storage.put_operator(&op).await?;
+            view.saved_operators.insert(op.region_id, op);
         }
         Ok(())
     }

@@ -149,7 +149,8 @@ impl Peer {
             .iter()
             .filter(|p| p.id != self.meta.id)
             .map(|p| {
-                let heard = self.heard_tick.get(&p.id).copied().unwrap_or(0);
+                // Not yet registered: it joined since the last tick.
+                let heard = self.heard_tick.get(&p.id).copied().unwrap_or(self.ticks);
                 (p.id, self.ticks.saturating_sub(heard))
             })
             .collect()
@@ -231,6 +232,11 @@ impl Peer {
         if !self.is_leader() {
             self.snapshot_sent_tick.clear();
             return;
+        }
+        // A peer added since the leader took over starts its silence when it joins.
+        let ticks = self.ticks;
+        for p in &self.raw.store().region().peers {
+            self.heard_tick.entry(p.id).or_insert(ticks);
         }
         self.check_snapshot_timeouts(cfg);
         if self.ticks.is_multiple_of(cfg.raft_log_gc_tick_interval_ticks.max(1)) {

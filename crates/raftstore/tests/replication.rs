@@ -4,6 +4,8 @@ mod common;
 
 use common::{Cluster, REGION_ID, get_req, put_req, test_config};
 use minikv_proto::errorpb::RegionError;
+use minikv_proto::metapb::{Peer, PeerRole};
+use minikv_proto::raftpb::ConfChangeType;
 
 #[test]
 fn puts_replicate_to_every_store_and_reads_see_them() {
@@ -154,4 +156,22 @@ fn the_leader_reports_a_silent_peer_and_one_that_needs_a_snapshot() {
     let status = c.store(leader).peer_status(1).unwrap();
     assert!(status.pending_peers.is_empty(), "caught up by a snapshot: {status:?}");
     assert!(status.silent_ticks.values().all(|t| *t < 5), "{status:?}");
+}
+
+#[test]
+fn a_peer_added_late_is_silent_only_since_it_joined() {
+    let mut c = Cluster::new(3, 2, 7, test_config());
+    let leader = c.wait_leader(100);
+    c.put(b"k", b"v");
+    c.run_ticks(100);
+    let voters: Vec<u64> = c.region(leader).peers.iter().map(|p| p.store_id).collect();
+    let spare = (1..=3).find(|id| !voters.contains(id)).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != spare).collect();
+    c.partition(&[spare], &others);
+    let learner = Peer { id: 30, store_id: spare, role: PeerRole::Learner };
+    c.change_peer(ConfChangeType::AddLearnerNode, learner);
+    c.run_ticks(3);
+    let status = c.store(leader).peer_status(1).unwrap();
+    let silent = status.silent_ticks.get(&30).copied();
+    assert!(silent.is_some_and(|t| t <= 5), "silent since it joined, not since tick 0: {status:?}");
 }
